@@ -1,0 +1,34 @@
+# Tidings — two commands: `make demo` and `make test`. Both set everything up on a fresh
+# machine that has Python 3.11 and pip.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tidings demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy backend auth client_sdk infra
+
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/fanout.py
+
+clean:
+	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache
