@@ -1,0 +1,224 @@
+"""Declarative routes: which table's changes go to which channels, and who may read them.
+
+The same route list drives the publisher (record → channels), the channels API's
+authorisation, and the IAM/IoT policy documents derived in ``auth/``. The file format is YAML
+(see ``infra/routes.yaml``); :func:`load_routes` validates it and every error names the line
+and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CHANNEL_SEGMENT",
+    "Readers",
+    "Route",
+    "RouteError",
+    "load_routes",
+    "parse_routes",
+]
+
+CHANNEL_SEGMENT = re.compile(r"^[A-Za-z0-9_.:@=-]{1,128}$")
+"""What one channel segment may contain once filled (no '/', '+', '#', '*', '?', '$')."""
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TEMPLATE_SEGMENT = re.compile(r"^(?:[A-Za-z0-9_.:@=-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$")
+MAX_CHANNEL_SLASHES = 5  # tidings/<stage>/ adds 2 of AWS IoT's 7
+
+
+class RouteError(ValueError):
+    """A route file that cannot be used; the message names the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who may read a route's channels."""
+
+    kind: str  # "owner" | "tenant" | "public"
+    placeholder: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.placeholder is None else f"{self.kind}:{self.placeholder}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One table → channels rule."""
+
+    table: str
+    channels: tuple[str, ...]
+    attributes: tuple[str, ...] | None  # None = all attributes
+    old_image: bool
+    readers: Readers
+    line: int = 0
+
+    def placeholders(self) -> set[str]:
+        """Attribute names the channel templates need."""
+        return {name for template in self.channels for name in _PLACEHOLDER.findall(template)}
+
+    def render(self, image: Mapping[str, Any]) -> list[str]:
+        """Fill every channel template from a plain-JSON item image.
+
+        A template whose attribute is missing, not a string/number, or not a valid segment is
+        skipped (the item does not belong to that channel).
+        """
+        channels = []
+        for template in self.channels:
+            filled = _fill(template, image)
+            if filled is not None:
+                channels.append(filled)
+        return channels
+
+    def match_channel(self, channel: str) -> dict[str, str] | None:
+        """If ``channel`` is one of this route's channels, the placeholder values; else None."""
+        parts = channel.split("/")
+        for template in self.channels:
+            segments = template.split("/")
+            if len(segments) != len(parts):
+                continue
+            values: dict[str, str] = {}
+            for segment, part in zip(segments, parts, strict=True):
+                placeholder = _PLACEHOLDER.fullmatch(segment)
+                if placeholder:
+                    if not CHANNEL_SEGMENT.match(part):
+                        break
+                    values[placeholder.group(1)] = part
+                elif segment != part:
+                    break
+            else:
+                return values
+        return None
+
+
+def _fill(template: str, image: Mapping[str, Any]) -> str | None:
+    out = []
+    for segment in template.split("/"):
+        placeholder = _PLACEHOLDER.fullmatch(segment)
+        if placeholder is None:
+            out.append(segment)
+            continue
+        value = image.get(placeholder.group(1))
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return None
+        text = str(value)
+        if not CHANNEL_SEGMENT.match(text):
+            return None
+        out.append(text)
+    return "/".join(out)
+
+
+def load_routes(path: str | Path) -> tuple[Route, ...]:
+    """Read and validate a route file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RouteError(f"cannot read route file {path}: {exc}") from exc
+    return parse_routes(text, str(path))
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _mapping_with_line(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+
+
+def parse_routes(text: str, source: str = "routes") -> tuple[Route, ...]:
+    """Parse and validate route YAML; errors read ``<source>:<line>: <problem>``."""
+    try:
+        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise RouteError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("routes"), list):
+        raise RouteError(f"{source}:1: the file must be a mapping with a 'routes' list")
+    if not document["routes"]:
+        raise RouteError(f"{source}:{document['__line__']}: 'routes' is empty")
+    routes = [_parse_route(entry, source) for entry in document["routes"]]
+    seen: dict[str, int] = {}
+    for route in routes:
+        for template in route.channels:
+            shape = _PLACEHOLDER.sub("{}", template)
+            if shape in seen:
+                raise RouteError(
+                    f"{source}:{route.line}: channel {template!r} overlaps the route on line "
+                    f"{seen[shape]}; each channel must belong to one route"
+                )
+            seen[shape] = route.line
+    return tuple(routes)
+
+
+def _parse_route(entry: Any, source: str) -> Route:
+    if not isinstance(entry, dict):
+        raise RouteError(f"{source}: each route must be a mapping")
+    line = int(entry.pop("__line__", 0))
+    where = f"{source}:{line}"
+    known = {"table", "channels", "attributes", "old_image", "readers"}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise RouteError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(sorted(known))}")
+    table = entry.get("table")
+    if not isinstance(table, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,254}", table):
+        raise RouteError(f"{where}: 'table' must be the table's logical id (letters and digits)")
+    channels = entry.get("channels")
+    if isinstance(channels, str):
+        channels = [channels]
+    if not isinstance(channels, list) or not channels:
+        raise RouteError(f"{where}: 'channels' must be a non-empty list of channel templates")
+    for template in channels:
+        _check_template(template, where)
+    attributes = entry.get("attributes", "*")
+    if attributes == "*":
+        attrs: tuple[str, ...] | None = None
+    elif isinstance(attributes, list) and attributes and all(
+        isinstance(a, str) and a for a in attributes
+    ):
+        attrs = tuple(attributes)
+    else:
+        raise RouteError(f"{where}: 'attributes' must be \"*\" or a non-empty list of names")
+    old_image = entry.get("old_image", False)
+    if not isinstance(old_image, bool):
+        raise RouteError(f"{where}: 'old_image' must be true or false")
+    readers = _parse_readers(entry.get("readers"), channels, where)
+    return Route(table, tuple(channels), attrs, old_image, readers, line)
+
+
+def _check_template(template: Any, where: str) -> None:
+    if not isinstance(template, str) or not template:
+        raise RouteError(f"{where}: a channel template must be a non-empty string")
+    segments = template.split("/")
+    if len(segments) - 1 > MAX_CHANNEL_SLASHES:
+        raise RouteError(f"{where}: channel {template!r} has more than {MAX_CHANNEL_SLASHES} "
+                         "slashes (AWS IoT allows 7 in a topic, 2 are tidings/<stage>/)")
+    for segment in segments:
+        if not _TEMPLATE_SEGMENT.match(segment):
+            raise RouteError(f"{where}: channel {template!r} has an invalid segment {segment!r}; "
+                             "use letters, digits, _.:@=- or a whole-segment {attribute}")
+
+
+def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
+    if value == "public":
+        return Readers("public")
+    if isinstance(value, str) and ":" in value:
+        kind, placeholder = value.split(":", 1)
+        if kind in ("owner", "tenant"):
+            for template in channels:
+                if f"{{{placeholder}}}" not in template.split("/"):
+                    raise RouteError(f"{where}: readers {value!r} names {{{placeholder}}}, "
+                                     f"which channel {template!r} does not contain")
+            return Readers(kind, placeholder)
+    raise RouteError(f"{where}: 'readers' must be 'public', 'owner:<placeholder>' or "
+                     "'tenant:<placeholder>'")

@@ -1,0 +1,512 @@
+"""The local AWS IoT Core endpoint: TLS, WebSocket MQTT at ``/mqtt``, and iot-data Publish.
+
+One asyncio process on 127.0.0.1. Every connection is TLS (the local CA from
+:mod:`infra.local.certs`); TLS is driven through ``ssl.MemoryBIO`` rather than asyncio's SSL
+transport, whose 256 KiB per-connection read buffer would make thousands of idle connections
+expensive. After TLS, a connection speaks HTTP/1.1:
+
+* ``GET /mqtt`` with a SigV4-presigned query (services ``iotdevicegateway`` and ``iotdata``)
+  upgrades to a WebSocket carrying MQTT 3.1.1 or 5 (:mod:`infra.local.broker`);
+* ``POST /topics/{topic}?qos=&retain=`` with a SigV4 ``Authorization`` header is the
+  ``iot-data`` Publish API that boto3 calls;
+* ``GET /health`` answers ``{"status": "ok"}`` for readiness checks.
+
+A refused signature is an HTTP 403 with ``{"error", "message"}`` and no upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+from infra.local import websocket as ws
+from infra.local.broker import MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, Broker, BrokerConfig, MqttConnection
+from infra.local.certs import TlsFiles, ensure_tls_files
+from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.http1 import (
+    MAX_HEAD_BYTES,
+    HttpError,
+    Request,
+    error_response,
+    json_response,
+    parse_request_head,
+    render_response,
+)
+from infra.local.iam_policy import is_allowed
+from infra.local.sigv4 import SignatureError, verify_authorization_header, verify_presigned
+from infra.local.topics import TopicError, validate_topic_name
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+log = logging.getLogger("tidings.gateway")
+
+MQTT_SUBPROTOCOLS = ("mqtt", "mqttv3.1")
+PRESIGNED_SERVICES = ("iotdevicegateway", "iotdata")
+PUBLISH_SERVICES = ("iotdata", "iotdevicegateway")
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where and how the gateway listens; ``broker`` holds the AWS IoT behaviour knobs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    state_dir: Path = Path(".tidings/local")
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    handshake_timeout_s: float = 10.0
+    max_signature_skew_s: float = 300.0
+
+    @property
+    def region(self) -> str:
+        """The AWS region the endpoint signs for."""
+        return self.broker.region
+
+
+class Gateway:
+    """The running endpoint. ``await start()``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        credentials: CredentialStore,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.clock = clock
+        self.broker = Broker(config.broker, clock)
+        self.tls: TlsFiles = ensure_tls_files(config.state_dir, config.region)
+        self._ssl_context = self.tls.server_context()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.connections: set[_Connection] = set()
+        self.port = config.port
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA file clients must trust."""
+        return self.tls.ca_file
+
+    @property
+    def endpoint(self) -> str:
+        """``https://localhost:<port>``: the iot-data endpoint URL for boto3."""
+        return f"https://localhost:{self.port}"
+
+    async def start(self) -> None:
+        """Listen (``port`` 0 picks a free port, see :attr:`port`)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.config.host, self.config.port, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep())
+        log.info("gateway listening on wss://localhost:%d/mqtt (CA %s)", self.port, self.ca_file)
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close()
+        self.broker.shutdown()
+        for connection in list(self.connections):
+            connection.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                now = self.clock()
+                self.broker.sweep()
+                for connection in list(self.connections):
+                    connection.check_handshake(now)
+                self.credentials.purge_expired(now)
+            except Exception:  # pragma: no cover - a sweep bug must not stop the sweeper
+                log.exception("gateway sweep failed")
+
+    def lookup(self, access_key_id: str) -> StoredCredential | None:
+        """Credential lookup for SigV4 verification."""
+        return self.credentials.get(access_key_id)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: TLS via memory BIOs, then HTTP, then maybe WebSocket + MQTT."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.opened_at = gateway.clock()
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = gateway._ssl_context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._handshaken = False
+        self._http = bytearray()
+        self._body_needed = 0
+        self._request: Request | None = None
+        self._frames: ws.FrameDecoder | None = None
+        self._mqtt: MqttConnection | None = None
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._closing = False
+        self._paused = False
+
+    # ----------------------------------------------------------------- asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.gateway.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.connections.discard(self)
+        self._closing = True
+        if self._mqtt is not None:
+            self._mqtt.connection_lost()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._incoming.write(data)
+        if not self._handshaken:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                return
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake with %s failed: %s", self.peer, exc)
+                self.abort()
+                return
+            self._handshaken = True
+            self._flush_tls()
+        chunks = []
+        try:
+            while True:
+                chunk = self._tls.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self.close("peer closed TLS")
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS error from %s: %s", self.peer, exc)
+            self.abort()
+            return
+        self._flush_tls()
+        for chunk in chunks:
+            if self._closing:
+                break
+            self._plaintext_received(chunk)
+
+    # ----------------------------------------------------------------- output
+    def _flush_tls(self) -> None:
+        pending = self._outgoing.pending
+        if pending and self.transport is not None:
+            self.transport.write(self._outgoing.read())
+
+    def _write_plain(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            self._tls.write(data)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS write to %s failed: %s", self.peer, exc)
+            self.abort()
+            return
+        self._flush_tls()
+
+    def send(self, data: bytes) -> None:
+        """Queue one MQTT packet as its own WebSocket frame.
+
+        One packet per frame, as AWS IoT sends them: AWSIoTPythonSDK only looks at the socket
+        again when it becomes readable, so a second packet inside one frame would wait there.
+        The frames queued during one event-loop turn leave in one TLS write.
+        """
+        if self._closing:
+            return
+        self._pending.append(ws.encode_binary(data))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        self._write_plain(data)
+
+    def is_congested(self) -> bool:
+        return self._paused
+
+    def close(self, reason: str) -> None:
+        """Send what is queued, a WebSocket close frame, a TLS close_notify, then close."""
+        if self._closing:
+            return
+        self._flush_pending()
+        if self._frames is not None:
+            self._write_plain(ws.encode_close(ws.CLOSE_NORMAL, reason[:100]))
+        self._closing = True
+        with contextlib.suppress(ssl.SSLError, OSError):
+            self._tls.unwrap()
+        self._flush_tls()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def check_handshake(self, now: float) -> None:
+        """Close connections that never finish TLS + HTTP (half-open floods)."""
+        if self._frames is None and not self._closing and (
+            now - self.opened_at > self.gateway.config.handshake_timeout_s
+        ):
+            log.info("closing %s: no complete request within the handshake timeout", self.peer)
+            self.abort()
+
+    # ----------------------------------------------------------------- plaintext
+    def _plaintext_received(self, data: bytes) -> None:
+        if self._frames is not None:
+            self._websocket_received(data)
+            return
+        self._http += data
+        while not self._closing and self._frames is None:
+            if self._request is None:
+                end = self._http.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._http) > MAX_HEAD_BYTES:
+                        self._reply(error_response(431, "headers_too_large",
+                                                   "request headers exceed 16 KiB",
+                                                   keep_alive=False), close=True)
+                    return
+                head = bytes(self._http[:end])
+                del self._http[: end + 4]
+                try:
+                    request = parse_request_head(head)
+                    self._body_needed = _content_length(request)
+                except HttpError as exc:
+                    self._reply(error_response(exc.status, exc.error, exc.message,
+                                               keep_alive=False), close=True)
+                    return
+                self._request = request
+            if len(self._http) < self._body_needed:
+                return
+            request = self._request
+            body = bytes(self._http[: self._body_needed])
+            del self._http[: self._body_needed]
+            self._request = None
+            self._body_needed = 0
+            self._dispatch(request, body)
+        if self._frames is not None and self._http:
+            leftover = bytes(self._http)
+            self._http.clear()
+            self._websocket_received(leftover)
+
+    def _reply(self, response: bytes, *, close: bool = False) -> None:
+        self._write_plain(response)
+        if close:
+            self.close("http response sent")
+
+    def _dispatch(self, request: Request, body: bytes) -> None:
+        path = request.raw_path
+        try:
+            if path == "/mqtt":
+                self._upgrade(request)
+            elif path.startswith("/topics/"):
+                self._publish_http(request, body)
+            elif path == "/health" and request.method == "GET":
+                self._reply(json_response(200, {"status": "ok"}, keep_alive=request.keep_alive),
+                            close=not request.keep_alive)
+            else:
+                raise HttpError(404, "not_found", f"no such endpoint: {request.method} {path}")
+        except HttpError as exc:
+            headers = [("x-amzn-ErrorType", _aws_error_type(exc.status))]
+            self._reply(
+                error_response(exc.status, exc.error, exc.message, headers,
+                               keep_alive=request.keep_alive and exc.status != 403),
+                close=not request.keep_alive or exc.status == 403 and path == "/mqtt",
+            )
+
+    # ----------------------------------------------------------------- /mqtt upgrade
+    def _upgrade(self, request: Request) -> None:
+        gateway = self.gateway
+        if request.method != "GET" or (request.header("upgrade") or "").lower() != "websocket":
+            raise HttpError(400, "bad_request", "/mqtt expects a WebSocket upgrade (GET)")
+        key = request.header("sec-websocket-key")
+        if not key:
+            raise HttpError(400, "bad_request", "missing Sec-WebSocket-Key")
+        try:
+            verified = verify_presigned(
+                request.method,
+                request.raw_path,
+                request.raw_query,
+                request.headers,
+                lookup=gateway.lookup,
+                region=gateway.config.region,
+                services=PRESIGNED_SERVICES,
+                now=gateway.clock(),
+                max_skew_s=gateway.config.max_signature_skew_s,
+            )
+        except SignatureError as exc:
+            log.info("refused WebSocket from %s: %s (%s)", self.peer, exc.code, exc.message)
+            raise HttpError(403, exc.code, exc.message) from exc
+        offered = request.header_values("sec-websocket-protocol")
+        protocol = ws.choose_subprotocol(offered, MQTT_SUBPROTOCOLS)
+        headers = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", ws.accept_key(key)),
+        ]
+        if protocol:
+            headers.append(("sec-websocket-protocol", protocol))
+        self._write_plain(render_response(101, headers))
+        self._frames = ws.FrameDecoder(MAX_PACKET_BYTES + 1024)
+        self._mqtt = gateway.broker.open_connection(self, verified.credential, self.peer)
+
+    def _websocket_received(self, data: bytes) -> None:
+        assert self._frames is not None
+        try:
+            messages = self._frames.feed(data)
+        except ws.WebSocketError as exc:
+            log.info("closing WebSocket from %s: %s", self.peer, exc.message)
+            self._write_plain(ws.encode_close(exc.close_code, exc.message[:100]))
+            if self._mqtt is not None:
+                self._mqtt.connection_lost()
+            self.close(exc.message)
+            return
+        mqtt = self._mqtt
+        for opcode, payload in messages:
+            if self._closing:
+                return
+            if opcode == ws.OP_BINARY:
+                if mqtt is not None:
+                    mqtt.data_received(payload)
+            elif opcode == ws.OP_PING:
+                self._write_plain(ws.encode_frame(ws.OP_PONG, payload))
+            elif opcode == ws.OP_CLOSE:
+                if mqtt is not None:
+                    mqtt.connection_lost()
+                self.close("client closed the WebSocket")
+            elif opcode == ws.OP_TEXT:
+                self._write_plain(ws.encode_close(ws.CLOSE_UNSUPPORTED_DATA,
+                                                  "MQTT needs binary frames"))
+                if mqtt is not None:
+                    mqtt.connection_lost()
+                self.close("text frame")
+
+    # ----------------------------------------------------------------- iot-data Publish
+    def _publish_http(self, request: Request, body: bytes) -> None:
+        gateway = self.gateway
+        if request.method != "POST":
+            raise HttpError(405, "method_not_allowed", "iot-data Publish is POST /topics/{topic}")
+        try:
+            verified = verify_authorization_header(
+                request.method,
+                request.raw_path,
+                request.raw_query,
+                request.headers,
+                body,
+                lookup=gateway.lookup,
+                region=gateway.config.region,
+                services=PUBLISH_SERVICES,
+                now=gateway.clock(),
+                max_skew_s=gateway.config.max_signature_skew_s,
+            )
+        except SignatureError as exc:
+            raise HttpError(403, exc.code, exc.message) from exc
+        topic = unquote(request.raw_path[len("/topics/") :])
+        params = parse_qs(request.raw_query, keep_blank_values=True)
+        qos_text = params.get("qos", ["0"])[-1]
+        if qos_text not in ("0", "1"):
+            raise HttpError(400, "invalid_request", f"qos must be 0 or 1, not {qos_text!r}")
+        retain = params.get("retain", ["false"])[-1].lower() == "true"
+        try:
+            validate_topic_name(topic)
+        except TopicError as exc:
+            raise HttpError(400, "invalid_request", str(exc)) from exc
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise HttpError(413, "request_entity_too_large",
+                            f"payload of {len(body)} bytes exceeds AWS IoT's {MAX_PAYLOAD_BYTES}")
+        credential = verified.credential
+        arn = gateway.config.broker.arn("topic", topic)
+        allowed = not topic.startswith("$aws/events/") and is_allowed(
+            credential.policy_sets, "iot:Publish", arn, credential.variables
+        )
+        if allowed and retain:
+            allowed = is_allowed(credential.policy_sets, "iot:RetainPublish", arn,
+                                 credential.variables)
+        if not allowed:
+            raise HttpError(403, "forbidden",
+                            f"{credential.principal} is not authorized to publish to {topic}")
+        gateway.broker.publish(topic, body, int(qos_text), retain=retain)
+        self._reply(json_response(200, {}, keep_alive=request.keep_alive),
+                    close=not request.keep_alive)
+
+
+def _content_length(request: Request) -> int:
+    if (request.header("transfer-encoding") or "").lower() not in ("", "identity"):
+        raise HttpError(411, "length_required", "chunked bodies are not supported; send Content-Length")
+    value = request.header("content-length")
+    if value is None:
+        return 0
+    if not value.isdigit():
+        raise HttpError(400, "bad_request", "Content-Length must be a number")
+    length = int(value)
+    if length > MAX_PAYLOAD_BYTES + 4096:
+        raise HttpError(413, "request_entity_too_large",
+                        f"body of {length} bytes exceeds AWS IoT's payload limit of "
+                        f"{MAX_PAYLOAD_BYTES}")
+    return length
+
+
+def _aws_error_type(status: int) -> str:
+    return {
+        400: "InvalidRequestException",
+        403: "ForbiddenException",
+        404: "ResourceNotFoundException",
+        405: "MethodNotAllowedException",
+        413: "RequestEntityTooLargeException",
+    }.get(status, "InternalFailureException")
+
+
+def describe(gateway: Gateway) -> str:
+    """A human summary of where the gateway listens."""
+    return json.dumps(
+        {
+            "mqtt": f"wss://localhost:{gateway.port}/mqtt",
+            "iot_data": gateway.endpoint,
+            "ca_file": str(gateway.ca_file),
+            "region": gateway.config.region,
+        },
+        indent=2,
+    )
