@@ -336,7 +336,9 @@ ROUND_TRIP_V5: list[Packet] = [
     Connack(True, 0, CONNACK_PROPERTIES),
     Connack(False, 0x87),
     Publish("a/b", b"", 0),
-    Publish("a/b", b"payload", 1, retain=True, dup=True, packet_id=9, properties=ALL_PROPERTIES_PUBLISH),
+    Publish(
+        "a/b", b"payload", 1, retain=True, dup=True, packet_id=9, properties=ALL_PROPERTIES_PUBLISH
+    ),
     Publish("", b"aliased", 0, properties={PROP_TOPIC_ALIAS: 3}),
     Puback(1),
     Puback(1, 0x10),
@@ -460,11 +462,16 @@ def test_encode_publish_matches_encode_and_ignores_packet_id_at_qos_0():
         (lambda: encode(Publish("t", b"", properties={PROP_CONTENT_TYPE: 5}), 5), TypeError),
         (lambda: encode(Publish("t", b"", properties={PROP_SUBSCRIPTION_ID: 5}), 5), TypeError),
         (
-            lambda: encode(Subscribe(1, [("t", SubscriptionOptions(0))], {PROP_SUBSCRIPTION_ID: [1, 2]}), 5),
+            lambda: encode(
+                Subscribe(1, [("t", SubscriptionOptions(0))], {PROP_SUBSCRIPTION_ID: [1, 2]}), 5
+            ),
             ValueError,
         ),
         (lambda: encode(Subscribe(1, [("t", SubscriptionOptions(3))]), 5), ValueError),
-        (lambda: encode(Subscribe(1, [("t", SubscriptionOptions(0, retain_handling=3))]), 5), ValueError),
+        (
+            lambda: encode(Subscribe(1, [("t", SubscriptionOptions(0, retain_handling=3))]), 5),
+            ValueError,
+        ),
         (lambda: encode(Connect("MQTT", 4, "c", True, 0, None, b"pw"), 4), ValueError),
         (lambda: encode(Connect("MQTT", 4, "c", True, 0), 5), ValueError),
         (lambda: encode(Connect("MQTT", 4, "c", True, 70_000), 4), ValueError),
@@ -491,35 +498,115 @@ REJECTED = {
     "packet type 0": (4, b"\x00\x00", MALFORMED, "packet type 0"),
     "packet type 0 before CONNECT": (None, b"\x00\x00", MALFORMED, "packet type 0"),
     "AUTH in 3.1.1": (4, b"\xf0\x00", MALFORMED, "only in MQTT 5"),
-    "first packet is not CONNECT": (None, b"\xc0\x00", PROTOCOL_ERROR, "first packet must be CONNECT"),
-    "first packet is PUBLISH": (None, frame(0x30, s("t")), PROTOCOL_ERROR, "first packet must be CONNECT"),
+    "first packet is not CONNECT": (
+        None,
+        b"\xc0\x00",
+        PROTOCOL_ERROR,
+        "first packet must be CONNECT",
+    ),
+    "first packet is PUBLISH": (
+        None,
+        frame(0x30, s("t")),
+        PROTOCOL_ERROR,
+        "first packet must be CONNECT",
+    ),
     "second CONNECT": (4, CONNECT_V4, PROTOCOL_ERROR, "second CONNECT"),
-    "second CONNECT in one stream": (None, CONNECT_V5 + CONNECT_V5, PROTOCOL_ERROR, "second CONNECT"),
+    "second CONNECT in one stream": (
+        None,
+        CONNECT_V5 + CONNECT_V5,
+        PROTOCOL_ERROR,
+        "second CONNECT",
+    ),
     "PUBLISH QoS 3": (4, frame(0x36, s("t") + u16(1)), MALFORMED, "QoS 3"),
     "PUBLISH QoS 3 in MQTT 5": (5, frame(0x36, s("t") + u16(1) + b"\x00"), MALFORMED, "QoS 3"),
-    "QoS 0 PUBLISH with DUP in MQTT 5": (5, frame(0x38, s("t") + b"\x00"), PROTOCOL_ERROR, "DUP flag"),
+    "QoS 0 PUBLISH with DUP in MQTT 5": (
+        5,
+        frame(0x38, s("t") + b"\x00"),
+        PROTOCOL_ERROR,
+        "DUP flag",
+    ),
     # packet identifiers
-    "PUBLISH QoS 1 packet id 0": (4, frame(0x32, s("t") + u16(0) + b"x"), PROTOCOL_ERROR, "packet identifier is 0"),
-    "PUBLISH QoS 2 packet id 0": (5, frame(0x34, s("t") + u16(0) + b"\x00"), PROTOCOL_ERROR, "packet identifier is 0"),
+    "PUBLISH QoS 1 packet id 0": (
+        4,
+        frame(0x32, s("t") + u16(0) + b"x"),
+        PROTOCOL_ERROR,
+        "packet identifier is 0",
+    ),
+    "PUBLISH QoS 2 packet id 0": (
+        5,
+        frame(0x34, s("t") + u16(0) + b"\x00"),
+        PROTOCOL_ERROR,
+        "packet identifier is 0",
+    ),
     "PUBACK packet id 0": (4, frame(0x40, u16(0)), PROTOCOL_ERROR, "packet identifier is 0"),
     "PUBREC packet id 0": (5, frame(0x50, u16(0)), PROTOCOL_ERROR, "packet identifier is 0"),
     "PUBREL packet id 0": (4, frame(0x62, u16(0)), PROTOCOL_ERROR, "packet identifier is 0"),
     "PUBCOMP packet id 0": (5, frame(0x70, u16(0)), PROTOCOL_ERROR, "packet identifier is 0"),
-    "SUBSCRIBE packet id 0": (4, frame(0x82, u16(0) + s("t") + b"\x00"), PROTOCOL_ERROR, "packet identifier is 0"),
-    "SUBACK packet id 0": (4, frame(0x90, u16(0) + b"\x00"), PROTOCOL_ERROR, "packet identifier is 0"),
-    "UNSUBSCRIBE packet id 0": (5, frame(0xA2, u16(0) + b"\x00" + s("t")), PROTOCOL_ERROR, "packet identifier is 0"),
+    "SUBSCRIBE packet id 0": (
+        4,
+        frame(0x82, u16(0) + s("t") + b"\x00"),
+        PROTOCOL_ERROR,
+        "packet identifier is 0",
+    ),
+    "SUBACK packet id 0": (
+        4,
+        frame(0x90, u16(0) + b"\x00"),
+        PROTOCOL_ERROR,
+        "packet identifier is 0",
+    ),
+    "UNSUBSCRIBE packet id 0": (
+        5,
+        frame(0xA2, u16(0) + b"\x00" + s("t")),
+        PROTOCOL_ERROR,
+        "packet identifier is 0",
+    ),
     "UNSUBACK packet id 0": (4, frame(0xB0, u16(0)), PROTOCOL_ERROR, "packet identifier is 0"),
     # UTF-8
     "topic with invalid byte": (4, frame(0x30, raw(b"a\xffb")), MALFORMED, "not well-formed UTF-8"),
-    "topic with overlong encoding": (4, frame(0x30, raw(b"\xc0\xaf")), MALFORMED, "not well-formed UTF-8"),
-    "topic with overlong null": (4, frame(0x30, raw(b"\xc0\x80")), MALFORMED, "not well-formed UTF-8"),
-    "topic with truncated sequence": (4, frame(0x30, raw(b"\xe2\x82")), MALFORMED, "not well-formed UTF-8"),
-    "topic above U+10FFFF": (4, frame(0x30, raw(b"\xf4\x90\x80\x80")), MALFORMED, "not well-formed UTF-8"),
+    "topic with overlong encoding": (
+        4,
+        frame(0x30, raw(b"\xc0\xaf")),
+        MALFORMED,
+        "not well-formed UTF-8",
+    ),
+    "topic with overlong null": (
+        4,
+        frame(0x30, raw(b"\xc0\x80")),
+        MALFORMED,
+        "not well-formed UTF-8",
+    ),
+    "topic with truncated sequence": (
+        4,
+        frame(0x30, raw(b"\xe2\x82")),
+        MALFORMED,
+        "not well-formed UTF-8",
+    ),
+    "topic above U+10FFFF": (
+        4,
+        frame(0x30, raw(b"\xf4\x90\x80\x80")),
+        MALFORMED,
+        "not well-formed UTF-8",
+    ),
     "topic with surrogate": (4, frame(0x30, raw(b"a\xed\xa0\x80")), MALFORMED, "surrogate"),
-    "topic with low surrogate": (5, frame(0x30, raw(b"\xed\xbf\xbf") + b"\x00"), MALFORMED, "surrogate"),
+    "topic with low surrogate": (
+        5,
+        frame(0x30, raw(b"\xed\xbf\xbf") + b"\x00"),
+        MALFORMED,
+        "surrogate",
+    ),
     "topic with U+0000": (4, frame(0x30, raw(b"a\x00b")), MALFORMED, "U+0000"),
-    "client id with U+0000": (None, frame(0x10, s("MQTT") + b"\x04\x02" + u16(0) + raw(b"\x00")), MALFORMED, "U+0000"),
-    "client id not UTF-8": (None, frame(0x10, s("MQTT") + b"\x04\x02" + u16(0) + raw(b"\x80")), MALFORMED, "UTF-8"),
+    "client id with U+0000": (
+        None,
+        frame(0x10, s("MQTT") + b"\x04\x02" + u16(0) + raw(b"\x00")),
+        MALFORMED,
+        "U+0000",
+    ),
+    "client id not UTF-8": (
+        None,
+        frame(0x10, s("MQTT") + b"\x04\x02" + u16(0) + raw(b"\x80")),
+        MALFORMED,
+        "UTF-8",
+    ),
     "user name with surrogate": (
         None,
         frame(0x10, connect_body(4, 0x82, raw(b"\xed\xa0\x80"))),
@@ -547,12 +634,37 @@ REJECTED = {
         "surrogate",
     ),
     # lengths running past the end
-    "topic length past the packet": (4, frame(0x30, u16(10) + b"abc"), MALFORMED, "topic name runs past"),
-    "topic length cut in half": (4, frame(0x30, b"\x00"), MALFORMED, "length of the topic name runs past"),
-    "PUBLISH QoS 1 without packet id": (4, frame(0x32, s("t") + b"\x00"), MALFORMED, "packet identifier runs past"),
+    "topic length past the packet": (
+        4,
+        frame(0x30, u16(10) + b"abc"),
+        MALFORMED,
+        "topic name runs past",
+    ),
+    "topic length cut in half": (
+        4,
+        frame(0x30, b"\x00"),
+        MALFORMED,
+        "length of the topic name runs past",
+    ),
+    "PUBLISH QoS 1 without packet id": (
+        4,
+        frame(0x32, s("t") + b"\x00"),
+        MALFORMED,
+        "packet identifier runs past",
+    ),
     "PUBACK without packet id": (4, frame(0x40, b""), MALFORMED, "packet identifier runs past"),
-    "CONNECT cut after protocol name": (None, frame(0x10, s("MQTT")), MALFORMED, "protocol level runs past"),
-    "CONNECT without keep alive": (None, frame(0x10, s("MQTT") + b"\x04\x02\x00"), MALFORMED, "keep alive runs past"),
+    "CONNECT cut after protocol name": (
+        None,
+        frame(0x10, s("MQTT")),
+        MALFORMED,
+        "protocol level runs past",
+    ),
+    "CONNECT without keep alive": (
+        None,
+        frame(0x10, s("MQTT") + b"\x04\x02\x00"),
+        MALFORMED,
+        "keep alive runs past",
+    ),
     "CONNECT will payload past the end": (
         None,
         frame(0x10, s("MQTT") + b"\x04\x06" + u16(0) + s("c") + s("w") + u16(5) + b"ab"),
@@ -565,32 +677,122 @@ REJECTED = {
         MALFORMED,
         "password runs past",
     ),
-    "CONNECT missing user name": (None, frame(0x10, connect_body(4, 0x82)), MALFORMED, "user name runs past"),
+    "CONNECT missing user name": (
+        None,
+        frame(0x10, connect_body(4, 0x82)),
+        MALFORMED,
+        "user name runs past",
+    ),
     "CONNACK too short": (4, frame(0x20, b"\x00"), MALFORMED, "reason code runs past"),
-    "SUBSCRIBE without options byte": (4, frame(0x82, u16(1) + s("t")), MALFORMED, "subscription options runs past"),
+    "SUBSCRIBE without options byte": (
+        4,
+        frame(0x82, u16(1) + s("t")),
+        MALFORMED,
+        "subscription options runs past",
+    ),
     # trailing bytes
     "PINGREQ with a body": (4, b"\xc0\x01\x00", MALFORMED, "unexpected byte"),
     "PINGRESP with a body": (5, b"\xd0\x01\x00", MALFORMED, "unexpected byte"),
     "3.1.1 DISCONNECT with a body": (4, b"\xe0\x01\x00", MALFORMED, "unexpected byte"),
-    "3.1.1 PUBACK with a reason code": (4, frame(0x40, u16(1) + b"\x00"), MALFORMED, "unexpected byte"),
-    "3.1.1 PUBREL with a reason code": (4, frame(0x62, u16(1) + b"\x00"), MALFORMED, "unexpected byte"),
-    "3.1.1 UNSUBACK with reason codes": (4, frame(0xB0, u16(1) + b"\x00"), MALFORMED, "unexpected byte"),
+    "3.1.1 PUBACK with a reason code": (
+        4,
+        frame(0x40, u16(1) + b"\x00"),
+        MALFORMED,
+        "unexpected byte",
+    ),
+    "3.1.1 PUBREL with a reason code": (
+        4,
+        frame(0x62, u16(1) + b"\x00"),
+        MALFORMED,
+        "unexpected byte",
+    ),
+    "3.1.1 UNSUBACK with reason codes": (
+        4,
+        frame(0xB0, u16(1) + b"\x00"),
+        MALFORMED,
+        "unexpected byte",
+    ),
     "3.1.1 CONNACK with 3 bytes": (4, frame(0x20, b"\x00\x00\x00"), MALFORMED, "unexpected byte"),
-    "CONNECT with a trailing byte": (None, frame(0x10, connect_body(4, tail=b"\x00")), MALFORMED, "unexpected byte"),
-    "MQTT 5 PUBACK after properties": (5, frame(0x40, u16(1) + b"\x00\x00\x00"), MALFORMED, "unexpected byte"),
-    "MQTT 5 DISCONNECT after properties": (5, frame(0xE0, b"\x00\x00\x01"), MALFORMED, "unexpected byte"),
+    "CONNECT with a trailing byte": (
+        None,
+        frame(0x10, connect_body(4, tail=b"\x00")),
+        MALFORMED,
+        "unexpected byte",
+    ),
+    "MQTT 5 PUBACK after properties": (
+        5,
+        frame(0x40, u16(1) + b"\x00\x00\x00"),
+        MALFORMED,
+        "unexpected byte",
+    ),
+    "MQTT 5 DISCONNECT after properties": (
+        5,
+        frame(0xE0, b"\x00\x00\x01"),
+        MALFORMED,
+        "unexpected byte",
+    ),
     "MQTT 5 AUTH after properties": (5, frame(0xF0, b"\x18\x00\x01"), MALFORMED, "unexpected byte"),
     # CONNECT
-    "protocol MQTT level 3": (None, frame(0x10, connect_body(3, name="MQTT")), UNSUPPORTED, "unsupported protocol"),
-    "protocol MQIsdp level 4": (None, frame(0x10, connect_body(4, name="MQIsdp")), UNSUPPORTED, "unsupported protocol"),
-    "protocol MQTT level 6": (None, frame(0x10, connect_body(6, name="MQTT")), UNSUPPORTED, "unsupported protocol"),
-    "protocol MQTT level 0": (None, frame(0x10, connect_body(0, name="MQTT")), UNSUPPORTED, "unsupported protocol"),
-    "protocol name mqtt": (None, frame(0x10, connect_body(4, name="mqtt")), UNSUPPORTED, "unsupported protocol"),
-    "CONNECT reserved flag": (None, frame(0x10, connect_body(4, 0x03)), MALFORMED, "reserved bit 0"),
-    "will QoS without will flag": (None, frame(0x10, connect_body(4, 0x0A)), MALFORMED, "will QoS is set"),
-    "will QoS 2 without will flag": (None, frame(0x10, connect_body(5, 0x12)), MALFORMED, "will QoS is set"),
-    "will retain without will flag": (None, frame(0x10, connect_body(4, 0x22)), MALFORMED, "will retain"),
-    "will QoS 3": (None, frame(0x10, connect_body(4, 0x1E, s("w") + s("m"))), MALFORMED, "will QoS is 3"),
+    "protocol MQTT level 3": (
+        None,
+        frame(0x10, connect_body(3, name="MQTT")),
+        UNSUPPORTED,
+        "unsupported protocol",
+    ),
+    "protocol MQIsdp level 4": (
+        None,
+        frame(0x10, connect_body(4, name="MQIsdp")),
+        UNSUPPORTED,
+        "unsupported protocol",
+    ),
+    "protocol MQTT level 6": (
+        None,
+        frame(0x10, connect_body(6, name="MQTT")),
+        UNSUPPORTED,
+        "unsupported protocol",
+    ),
+    "protocol MQTT level 0": (
+        None,
+        frame(0x10, connect_body(0, name="MQTT")),
+        UNSUPPORTED,
+        "unsupported protocol",
+    ),
+    "protocol name mqtt": (
+        None,
+        frame(0x10, connect_body(4, name="mqtt")),
+        UNSUPPORTED,
+        "unsupported protocol",
+    ),
+    "CONNECT reserved flag": (
+        None,
+        frame(0x10, connect_body(4, 0x03)),
+        MALFORMED,
+        "reserved bit 0",
+    ),
+    "will QoS without will flag": (
+        None,
+        frame(0x10, connect_body(4, 0x0A)),
+        MALFORMED,
+        "will QoS is set",
+    ),
+    "will QoS 2 without will flag": (
+        None,
+        frame(0x10, connect_body(5, 0x12)),
+        MALFORMED,
+        "will QoS is set",
+    ),
+    "will retain without will flag": (
+        None,
+        frame(0x10, connect_body(4, 0x22)),
+        MALFORMED,
+        "will retain",
+    ),
+    "will QoS 3": (
+        None,
+        frame(0x10, connect_body(4, 0x1E, s("w") + s("m"))),
+        MALFORMED,
+        "will QoS is 3",
+    ),
     "3.1.1 password without user name": (
         None,
         frame(0x10, connect_body(4, 0x42, s("pw"))),
@@ -605,26 +807,81 @@ REJECTED = {
     ),
     # CONNACK
     "CONNACK reserved acknowledge flags": (4, frame(0x20, b"\x02\x00"), MALFORMED, "reserved bits"),
-    "MQTT 5 CONNACK reserved acknowledge flags": (5, frame(0x20, b"\x80\x00\x00"), MALFORMED, "reserved bits"),
+    "MQTT 5 CONNACK reserved acknowledge flags": (
+        5,
+        frame(0x20, b"\x80\x00\x00"),
+        MALFORMED,
+        "reserved bits",
+    ),
     # SUBSCRIBE / UNSUBSCRIBE / acks
     "3.1.1 SUBSCRIBE without filters": (4, frame(0x82, u16(1)), PROTOCOL_ERROR, "no topic filter"),
-    "MQTT 5 SUBSCRIBE without filters": (5, frame(0x82, u16(1) + b"\x00"), PROTOCOL_ERROR, "no topic filter"),
-    "3.1.1 UNSUBSCRIBE without filters": (4, frame(0xA2, u16(1)), PROTOCOL_ERROR, "no topic filter"),
-    "MQTT 5 UNSUBSCRIBE without filters": (5, frame(0xA2, u16(1) + b"\x00"), PROTOCOL_ERROR, "no topic filter"),
+    "MQTT 5 SUBSCRIBE without filters": (
+        5,
+        frame(0x82, u16(1) + b"\x00"),
+        PROTOCOL_ERROR,
+        "no topic filter",
+    ),
+    "3.1.1 UNSUBSCRIBE without filters": (
+        4,
+        frame(0xA2, u16(1)),
+        PROTOCOL_ERROR,
+        "no topic filter",
+    ),
+    "MQTT 5 UNSUBSCRIBE without filters": (
+        5,
+        frame(0xA2, u16(1) + b"\x00"),
+        PROTOCOL_ERROR,
+        "no topic filter",
+    ),
     "SUBACK without reason codes": (4, frame(0x90, u16(1)), MALFORMED, "no reason code"),
-    "MQTT 5 UNSUBACK without reason codes": (5, frame(0xB0, u16(1) + b"\x00"), MALFORMED, "no reason code"),
-    "3.1.1 subscription QoS 3": (4, frame(0x82, u16(1) + s("t") + b"\x03"), MALFORMED, "QoS for 't' is 3"),
-    "3.1.1 subscription byte with bit 2": (4, frame(0x82, u16(1) + s("t") + b"\x04"), MALFORMED, "upper 6 bits"),
-    "3.1.1 subscription byte with bit 7": (4, frame(0x82, u16(1) + s("t") + b"\x81"), MALFORMED, "upper 6 bits"),
+    "MQTT 5 UNSUBACK without reason codes": (
+        5,
+        frame(0xB0, u16(1) + b"\x00"),
+        MALFORMED,
+        "no reason code",
+    ),
+    "3.1.1 subscription QoS 3": (
+        4,
+        frame(0x82, u16(1) + s("t") + b"\x03"),
+        MALFORMED,
+        "QoS for 't' is 3",
+    ),
+    "3.1.1 subscription byte with bit 2": (
+        4,
+        frame(0x82, u16(1) + s("t") + b"\x04"),
+        MALFORMED,
+        "upper 6 bits",
+    ),
+    "3.1.1 subscription byte with bit 7": (
+        4,
+        frame(0x82, u16(1) + s("t") + b"\x81"),
+        MALFORMED,
+        "upper 6 bits",
+    ),
     "3.1.1 second subscription bad": (
         4,
         frame(0x82, u16(1) + s("a") + b"\x00" + s("b") + b"\x10"),
         MALFORMED,
         "upper 6 bits",
     ),
-    "MQTT 5 subscription QoS 3": (5, frame(0x82, u16(1) + b"\x00" + s("t") + b"\x03"), MALFORMED, "QoS for 't' is 3"),
-    "MQTT 5 subscription bit 6": (5, frame(0x82, u16(1) + b"\x00" + s("t") + b"\x40"), MALFORMED, "reserved bits 6-7"),
-    "MQTT 5 subscription bit 7": (5, frame(0x82, u16(1) + b"\x00" + s("t") + b"\x81"), MALFORMED, "reserved bits 6-7"),
+    "MQTT 5 subscription QoS 3": (
+        5,
+        frame(0x82, u16(1) + b"\x00" + s("t") + b"\x03"),
+        MALFORMED,
+        "QoS for 't' is 3",
+    ),
+    "MQTT 5 subscription bit 6": (
+        5,
+        frame(0x82, u16(1) + b"\x00" + s("t") + b"\x40"),
+        MALFORMED,
+        "reserved bits 6-7",
+    ),
+    "MQTT 5 subscription bit 7": (
+        5,
+        frame(0x82, u16(1) + b"\x00" + s("t") + b"\x81"),
+        MALFORMED,
+        "reserved bits 6-7",
+    ),
     "MQTT 5 retain handling 3": (
         5,
         frame(0x82, u16(1) + b"\x00" + s("t") + b"\x31"),
@@ -648,14 +905,36 @@ REJECTED = {
         None,
         frame(
             0x10,
-            s("MQTT") + b"\x05\x06" + u16(0) + b"\x00" + s("c") + props(b"\x11" + u32(1)) + s("w") + s("m"),
+            s("MQTT")
+            + b"\x05\x06"
+            + u16(0)
+            + b"\x00"
+            + s("c")
+            + props(b"\x11" + u32(1))
+            + s("w")
+            + s("m"),
         ),
         MALFORMED,
         "not allowed in the will properties",
     ),
-    "Session Expiry in PUBLISH": (5, frame(0x30, s("t") + props(b"\x11" + u32(1))), MALFORMED, "not allowed in PUBLISH"),
-    "Reason String in PUBLISH": (5, frame(0x30, s("t") + props(b"\x1f" + s("r"))), MALFORMED, "not allowed in PUBLISH"),
-    "Content Type in PUBACK": (5, frame(0x40, u16(1) + b"\x00" + props(b"\x03" + s("c"))), MALFORMED, "not allowed in PUBACK"),
+    "Session Expiry in PUBLISH": (
+        5,
+        frame(0x30, s("t") + props(b"\x11" + u32(1))),
+        MALFORMED,
+        "not allowed in PUBLISH",
+    ),
+    "Reason String in PUBLISH": (
+        5,
+        frame(0x30, s("t") + props(b"\x1f" + s("r"))),
+        MALFORMED,
+        "not allowed in PUBLISH",
+    ),
+    "Content Type in PUBACK": (
+        5,
+        frame(0x40, u16(1) + b"\x00" + props(b"\x03" + s("c"))),
+        MALFORMED,
+        "not allowed in PUBACK",
+    ),
     "Topic Alias in SUBSCRIBE": (
         5,
         frame(0x82, u16(1) + props(b"\x23" + u16(1)) + s("t") + b"\x00"),
@@ -668,14 +947,42 @@ REJECTED = {
         MALFORMED,
         "not allowed in UNSUBSCRIBE",
     ),
-    "Maximum QoS in DISCONNECT": (5, frame(0xE0, b"\x00" + props(b"\x24\x01")), MALFORMED, "not allowed in DISCONNECT"),
-    "Session Expiry in AUTH": (5, frame(0xF0, b"\x18" + props(b"\x11" + u32(1))), MALFORMED, "not allowed in AUTH"),
-    "unknown property id": (5, frame(0x30, s("t") + props(b"\x7f\x00")), MALFORMED, "0x7F is not an MQTT 5 property"),
-    "property id 0": (5, frame(0x30, s("t") + props(b"\x00")), MALFORMED, "0x00 is not an MQTT 5 property"),
-    "property id of 5 bytes": (5, frame(0x30, s("t") + props(b"\x80\x80\x80\x80\x01")), MALFORMED, "more than 4 bytes"),
+    "Maximum QoS in DISCONNECT": (
+        5,
+        frame(0xE0, b"\x00" + props(b"\x24\x01")),
+        MALFORMED,
+        "not allowed in DISCONNECT",
+    ),
+    "Session Expiry in AUTH": (
+        5,
+        frame(0xF0, b"\x18" + props(b"\x11" + u32(1))),
+        MALFORMED,
+        "not allowed in AUTH",
+    ),
+    "unknown property id": (
+        5,
+        frame(0x30, s("t") + props(b"\x7f\x00")),
+        MALFORMED,
+        "0x7F is not an MQTT 5 property",
+    ),
+    "property id 0": (
+        5,
+        frame(0x30, s("t") + props(b"\x00")),
+        MALFORMED,
+        "0x00 is not an MQTT 5 property",
+    ),
+    "property id of 5 bytes": (
+        5,
+        frame(0x30, s("t") + props(b"\x80\x80\x80\x80\x01")),
+        MALFORMED,
+        "more than 4 bytes",
+    ),
     "Session Expiry twice": (
         None,
-        frame(0x10, s("MQTT") + b"\x05\x02" + u16(0) + props(b"\x11" + u32(1), b"\x11" + u32(2)) + s("c")),
+        frame(
+            0x10,
+            s("MQTT") + b"\x05\x02" + u16(0) + props(b"\x11" + u32(1), b"\x11" + u32(2)) + s("c"),
+        ),
         PROTOCOL_ERROR,
         "appears more than once",
     ),
@@ -697,8 +1004,18 @@ REJECTED = {
         PROTOCOL_ERROR,
         "appears more than once",
     ),
-    "property length past the packet": (5, frame(0x30, s("t") + b"\x0a\x01\x01"), MALFORMED, "property length (10)"),
-    "property length of 5 bytes": (5, frame(0x30, s("t") + b"\xff\xff\xff\xff\x01"), MALFORMED, "more than 4 bytes"),
+    "property length past the packet": (
+        5,
+        frame(0x30, s("t") + b"\x0a\x01\x01"),
+        MALFORMED,
+        "property length (10)",
+    ),
+    "property length of 5 bytes": (
+        5,
+        frame(0x30, s("t") + b"\xff\xff\xff\xff\x01"),
+        MALFORMED,
+        "more than 4 bytes",
+    ),
     "property value past the property section": (
         5,
         frame(0x30, s("t") + b"\x03\x02\x00\x00" + b"\x00\x00"),
@@ -717,9 +1034,19 @@ REJECTED = {
         MALFORMED,
         "more than 4 bytes",
     ),
-    "Subscription Identifier 0": (5, frame(0x30, s("t") + props(b"\x0b\x00")), PROTOCOL_ERROR, "is 0"),
+    "Subscription Identifier 0": (
+        5,
+        frame(0x30, s("t") + props(b"\x0b\x00")),
+        PROTOCOL_ERROR,
+        "is 0",
+    ),
     "Topic Alias 0": (5, frame(0x30, s("t") + props(b"\x23" + u16(0))), PROTOCOL_ERROR, "is 0"),
-    "Payload Format Indicator 2": (5, frame(0x30, s("t") + props(b"\x01\x02")), PROTOCOL_ERROR, "must be 0 or 1"),
+    "Payload Format Indicator 2": (
+        5,
+        frame(0x30, s("t") + props(b"\x01\x02")),
+        PROTOCOL_ERROR,
+        "must be 0 or 1",
+    ),
     "Receive Maximum 0": (
         None,
         frame(0x10, s("MQTT") + b"\x05\x02" + u16(0) + props(b"\x21" + u16(0)) + s("c")),
@@ -744,8 +1071,18 @@ REJECTED = {
         PROTOCOL_ERROR,
         "must be 0 or 1",
     ),
-    "Maximum QoS 2": (5, frame(0x20, b"\x00\x00" + props(b"\x24\x02")), PROTOCOL_ERROR, "must be 0 or 1"),
-    "Retain Available 2": (5, frame(0x20, b"\x00\x00" + props(b"\x25\x02")), PROTOCOL_ERROR, "must be 0 or 1"),
+    "Maximum QoS 2": (
+        5,
+        frame(0x20, b"\x00\x00" + props(b"\x24\x02")),
+        PROTOCOL_ERROR,
+        "must be 0 or 1",
+    ),
+    "Retain Available 2": (
+        5,
+        frame(0x20, b"\x00\x00" + props(b"\x25\x02")),
+        PROTOCOL_ERROR,
+        "must be 0 or 1",
+    ),
     "Wildcard Subscription Available 2": (
         5,
         frame(0x20, b"\x00\x00" + props(b"\x28\x02")),
@@ -767,7 +1104,9 @@ REJECTED = {
 }
 
 
-@pytest.mark.parametrize(("level", "data", "reason", "words"), REJECTED.values(), ids=REJECTED.keys())
+@pytest.mark.parametrize(
+    ("level", "data", "reason", "words"), REJECTED.values(), ids=REJECTED.keys()
+)
 def test_decoder_rejects(level, data, reason, words):
     error = reject(data, level)
     assert error.reason_code == reason, error.message
@@ -828,10 +1167,16 @@ def test_topics_are_not_validated_semantically():
 
 
 def test_repeatable_properties_collect_into_lists():
-    wire = frame(0x30, s("t") + props(b"\x0b\x01", b"\x26" + s("a") + s("1"), b"\x0b\x7f", b"\x26" + s("a") + s("2")))
+    wire = frame(
+        0x30,
+        s("t")
+        + props(b"\x0b\x01", b"\x26" + s("a") + s("1"), b"\x0b\x7f", b"\x26" + s("a") + s("2")),
+    )
     [packet] = decode(wire, 5)
     assert packet == Publish(
-        "t", b"", properties={PROP_SUBSCRIPTION_ID: [1, 127], PROP_USER_PROPERTY: [("a", "1"), ("a", "2")]}
+        "t",
+        b"",
+        properties={PROP_SUBSCRIPTION_ID: [1, 127], PROP_USER_PROPERTY: [("a", "1"), ("a", "2")]},
     )
 
 
@@ -865,7 +1210,7 @@ def test_unsupported_protocol_leaves_the_level_unknown():
 def test_errors_carry_earlier_packets_and_stick():
     decoder = PacketDecoder()
     with pytest.raises(MalformedPacket) as info:
-        decoder.feed(CONNECT_V4 + b"\xc0\x00" + b"\xc0\x01")
+        decoder.feed(CONNECT_V4 + b"\xc0\x00" + b"\xc0\x01\x00")
     assert [type(p) for p in info.value.packets] == [Connect, Pingreq]
     with pytest.raises(MalformedPacket) as again:
         decoder.feed(b"\xc0\x00")
@@ -906,7 +1251,285 @@ def test_public_surface():
     public = {
         name
         for name, value in vars(mqtt_codec).items()
-        if not name.startswith("_") and getattr(value, "__module__", mqtt_codec.__name__) == mqtt_codec.__name__
+        if not name.startswith("_")
+        and getattr(value, "__module__", mqtt_codec.__name__) == mqtt_codec.__name__
     }
     public -= {"annotations", "enum", "dataclass", "field", "Any", "Final", "Callable"}
     assert public <= set(mqtt_codec.__all__)
+
+
+# --- property-based tests -------------------------------------------------------------------
+
+FUZZ = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+
+text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+binary = st.binary(max_size=24)
+flag = st.integers(0, 1)
+pairs = st.lists(st.tuples(text, text), min_size=1, max_size=3)
+
+# MQTT 5 table 2-4, written out again here so the codec's own table is checked against it.
+VALUE = {
+    PROP_PAYLOAD_FORMAT: flag,
+    PROP_MESSAGE_EXPIRY: st.integers(0, 0xFFFFFFFF),
+    PROP_CONTENT_TYPE: text,
+    PROP_RESPONSE_TOPIC: text,
+    PROP_CORRELATION_DATA: binary,
+    PROP_SUBSCRIPTION_ID: st.lists(st.integers(1, 268_435_455), min_size=1, max_size=3),
+    PROP_SESSION_EXPIRY: st.integers(0, 0xFFFFFFFF),
+    PROP_ASSIGNED_CLIENT_ID: text,
+    PROP_SERVER_KEEP_ALIVE: st.integers(0, 0xFFFF),
+    PROP_AUTH_METHOD: text,
+    PROP_AUTH_DATA: binary,
+    PROP_REQUEST_PROBLEM_INFO: flag,
+    PROP_WILL_DELAY: st.integers(0, 0xFFFFFFFF),
+    PROP_REQUEST_RESPONSE_INFO: flag,
+    PROP_RESPONSE_INFO: text,
+    PROP_SERVER_REFERENCE: text,
+    PROP_REASON_STRING: text,
+    PROP_RECEIVE_MAXIMUM: st.integers(1, 0xFFFF),
+    PROP_TOPIC_ALIAS_MAX: st.integers(0, 0xFFFF),
+    PROP_TOPIC_ALIAS: st.integers(1, 0xFFFF),
+    PROP_MAX_QOS: flag,
+    PROP_RETAIN_AVAILABLE: flag,
+    PROP_USER_PROPERTY: pairs,
+    PROP_MAX_PACKET_SIZE: st.integers(1, 0xFFFFFFFF),
+    PROP_WILDCARD_SUB_AVAILABLE: flag,
+    PROP_SUB_ID_AVAILABLE: flag,
+    PROP_SHARED_SUB_AVAILABLE: flag,
+}
+MESSAGE = [PROP_PAYLOAD_FORMAT, PROP_MESSAGE_EXPIRY, PROP_CONTENT_TYPE, PROP_RESPONSE_TOPIC]
+MESSAGE += [PROP_CORRELATION_DATA, PROP_USER_PROPERTY]
+ACK = [PROP_REASON_STRING, PROP_USER_PROPERTY]
+ALLOWED = {
+    "CONNECT": [
+        PROP_SESSION_EXPIRY,
+        PROP_AUTH_METHOD,
+        PROP_AUTH_DATA,
+        PROP_REQUEST_PROBLEM_INFO,
+        PROP_REQUEST_RESPONSE_INFO,
+        PROP_RECEIVE_MAXIMUM,
+        PROP_TOPIC_ALIAS_MAX,
+        PROP_USER_PROPERTY,
+        PROP_MAX_PACKET_SIZE,
+    ],
+    "WILL": [*MESSAGE, PROP_WILL_DELAY],
+    "CONNACK": [
+        PROP_SESSION_EXPIRY,
+        PROP_ASSIGNED_CLIENT_ID,
+        PROP_SERVER_KEEP_ALIVE,
+        PROP_AUTH_METHOD,
+        PROP_AUTH_DATA,
+        PROP_RESPONSE_INFO,
+        PROP_SERVER_REFERENCE,
+        PROP_REASON_STRING,
+        PROP_RECEIVE_MAXIMUM,
+        PROP_TOPIC_ALIAS_MAX,
+        PROP_MAX_QOS,
+        PROP_RETAIN_AVAILABLE,
+        PROP_USER_PROPERTY,
+        PROP_MAX_PACKET_SIZE,
+        PROP_WILDCARD_SUB_AVAILABLE,
+        PROP_SUB_ID_AVAILABLE,
+        PROP_SHARED_SUB_AVAILABLE,
+    ],
+    "PUBLISH": [*MESSAGE, PROP_TOPIC_ALIAS, PROP_SUBSCRIPTION_ID],
+    "ACK": ACK,
+    "SUBSCRIBE": [PROP_SUBSCRIPTION_ID, PROP_USER_PROPERTY],
+    "UNSUBSCRIBE": [PROP_USER_PROPERTY],
+    "DISCONNECT": [*ACK, PROP_SESSION_EXPIRY, PROP_SERVER_REFERENCE],
+    "AUTH": [*ACK, PROP_AUTH_METHOD, PROP_AUTH_DATA],
+}
+
+
+def properties(context: str, level: int) -> st.SearchStrategy[dict]:
+    if level != 5:
+        return st.just({})
+    optional = {prop: VALUE[prop] for prop in ALLOWED[context]}
+    if context == "SUBSCRIBE":
+        optional[PROP_SUBSCRIPTION_ID] = st.builds(lambda n: [n], st.integers(1, 268_435_455))
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+packet_id = st.integers(1, 0xFFFF)
+byte = st.integers(0, 255)
+
+
+def connects(level: int) -> st.SearchStrategy[Connect]:
+    name = "MQIsdp" if level == 3 else "MQTT"
+    wills = st.none() | st.builds(
+        Will, text, binary, st.integers(0, 2), st.booleans(), properties("WILL", level)
+    )
+    return st.builds(
+        lambda client_id, clean, keep_alive, username, password, will, props: Connect(
+            name,
+            level,
+            client_id,
+            clean,
+            keep_alive,
+            username,
+            password if (username is not None or level == 5) else None,
+            will,
+            props,
+        ),
+        text,
+        st.booleans(),
+        st.integers(0, 0xFFFF),
+        st.none() | text,
+        st.none() | binary,
+        wills,
+        properties("CONNECT", level),
+    )
+
+
+def publishes(level: int) -> st.SearchStrategy[Publish]:
+    def build(topic, payload, qos, retain, dup, pid, props):
+        return Publish(
+            topic,
+            payload,
+            qos,
+            retain,
+            dup and (qos > 0 or level != 5),
+            pid if qos else None,
+            props,
+        )
+
+    return st.builds(
+        build,
+        text,
+        binary,
+        st.integers(0, 2),
+        st.booleans(),
+        st.booleans(),
+        packet_id,
+        properties("PUBLISH", level),
+    )
+
+
+def packets(level: int) -> st.SearchStrategy[Packet]:
+    v5 = level == 5
+    reason = byte if v5 else st.just(0)
+    if v5:
+        options = st.builds(
+            SubscriptionOptions, st.integers(0, 2), st.booleans(), st.booleans(), st.integers(0, 2)
+        )
+    else:
+        options = st.builds(SubscriptionOptions, st.integers(0, 2))
+    ack_codes = st.lists(byte, min_size=1, max_size=4)
+    suback_codes = (
+        ack_codes if v5 else st.lists(st.sampled_from([0, 1, 2, 0x80]), min_size=1, max_size=4)
+    )
+    choices = [
+        st.builds(
+            Connack, st.booleans(), byte if v5 else st.integers(0, 5), properties("CONNACK", level)
+        ),
+        publishes(level),
+        *(
+            st.builds(cls, packet_id, reason, properties("ACK", level))
+            for cls in (Puback, Pubrec, Pubrel, Pubcomp)
+        ),
+        st.builds(
+            Subscribe,
+            packet_id,
+            st.lists(st.tuples(text, options), min_size=1, max_size=4),
+            properties("SUBSCRIBE", level),
+        ),
+        st.builds(Suback, packet_id, suback_codes, properties("ACK", level)),
+        st.builds(
+            Unsubscribe,
+            packet_id,
+            st.lists(text, min_size=1, max_size=4),
+            properties("UNSUBSCRIBE", level),
+        ),
+        st.builds(Unsuback, packet_id, ack_codes if v5 else st.just([]), properties("ACK", level)),
+        st.just(Pingreq()),
+        st.just(Pingresp()),
+        st.builds(Disconnect, reason, properties("DISCONNECT", level)),
+    ]
+    if v5:
+        choices.append(st.builds(Auth, reason, properties("AUTH", level)))
+    return st.one_of(choices)
+
+
+levels = st.sampled_from([3, 4, 5])
+
+
+@st.composite
+def streams(draw) -> tuple[list[Packet], bytes]:
+    level = draw(levels)
+    stream: list[Packet] = [draw(connects(level)), *draw(st.lists(packets(level), max_size=6))]
+    return stream, b"".join(encode(packet, level) for packet in stream)
+
+
+def assert_only_packets_or_malformed(decoder: PacketDecoder, chunks: list[bytes]) -> None:
+    started = time.perf_counter()
+    try:
+        for chunk in chunks:
+            for packet in decoder.feed(chunk):
+                assert isinstance(packet, PACKET_CLASSES)
+    except MalformedPacket as error:
+        assert error.reason_code in (MALFORMED, PROTOCOL_ERROR, UNSUPPORTED, TOO_LARGE)
+        assert error.message
+    assert time.perf_counter() - started < 1
+
+
+@FUZZ
+@given(st.data())
+def test_generated_packets_round_trip(data):
+    level = data.draw(levels)
+    packet = data.draw(packets(level))
+    assert decode(encode(packet, level), level) == [packet]
+    connect = data.draw(connects(level))
+    assert decode(encode(connect, level)) == [connect]
+
+
+@FUZZ
+@given(streams(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_any_chunking_yields_the_same_packets(stream, cuts):
+    expected, wire = stream
+    assert PacketDecoder().feed(wire) == expected
+    points = sorted({cut % (len(wire) + 1) for cut in cuts})
+    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    decoder = PacketDecoder()
+    assert [packet for chunk in chunks for packet in decoder.feed(chunk)] == expected
+
+
+@FUZZ
+@given(st.binary(max_size=600), st.sampled_from([None, CONNECT_V4, CONNECT_V5, b"\x10"]))
+def test_arbitrary_bytes_only_ever_raise_malformed_packet(noise, prefix):
+    if prefix == b"\x10":  # a CONNECT header followed by a random body
+        wire = frame(0x10, s("MQTT") + bytes([5 if len(noise) % 2 else 4]) + noise)
+    else:
+        wire = (prefix or b"") + noise
+    assert_only_packets_or_malformed(PacketDecoder(), [wire])
+    assert_only_packets_or_malformed(PacketDecoder(max_packet_size=64), [wire[:7], wire[7:]])
+
+
+@FUZZ
+@given(st.binary(max_size=600), st.sampled_from([3, 4, 5]))
+def test_arbitrary_bytes_on_a_connected_decoder(noise, level):
+    assert_only_packets_or_malformed(PacketDecoder(protocol_level=level), [noise])
+
+
+mutation = st.tuples(
+    st.sampled_from(["flip", "insert", "delete", "set"]), st.integers(0, 10_000), byte
+)
+
+
+@FUZZ
+@given(streams(), st.lists(mutation, min_size=1, max_size=4), st.integers(1, 64))
+def test_mutated_packets_only_ever_raise_malformed_packet(stream, mutations, chunk_size):
+    wire = bytearray(stream[1])
+    for op, where, value in mutations:
+        at = where % (len(wire) + 1)
+        if op == "insert":
+            wire[at:at] = bytes([value])
+        elif wire and op == "delete":
+            del wire[at % len(wire)]
+        elif wire and op == "flip":
+            wire[at % len(wire)] ^= 1 << (value % 8)
+        elif wire:
+            wire[at % len(wire)] = value
+    data = bytes(wire)
+    assert_only_packets_or_malformed(PacketDecoder(), [data])
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+    assert_only_packets_or_malformed(PacketDecoder(max_packet_size=128), chunks)
