@@ -31,8 +31,12 @@ def find_route(routes: Sequence[Route], channel: str) -> tuple[Route, dict[str, 
     return None
 
 
-def may_read(routes: Sequence[Route], principal: Principal, channel: str,
-             tenants: Collection[str] | None = None) -> bool:
+def may_read(
+    routes: Sequence[Route],
+    principal: Principal,
+    channel: str,
+    tenants: Collection[str] | None = None,
+) -> bool:
     """True if ``principal`` may read ``channel`` (unknown channels: False)."""
     found = find_route(routes, channel)
     if found is None:

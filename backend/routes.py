@@ -128,7 +128,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _mapping_with_line(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
+    mapping = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
@@ -139,7 +139,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map
 def parse_routes(text: str, source: str = "routes") -> tuple[Route, ...]:
     """Parse and validate route YAML; errors read ``<source>:<line>: <problem>``."""
     try:
-        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        document = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise RouteError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("routes"), list):
@@ -168,8 +168,9 @@ def _parse_route(entry: Any, source: str) -> Route:
     known = {"table", "channels", "attributes", "old_image", "readers"}
     unknown = sorted(set(entry) - known)
     if unknown:
-        raise RouteError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
-                         f"{', '.join(sorted(known))}")
+        raise RouteError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+        )
     table = entry.get("table")
     if not isinstance(table, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,254}", table):
         raise RouteError(f"{where}: 'table' must be the table's logical id (letters and digits)")
@@ -183,8 +184,10 @@ def _parse_route(entry: Any, source: str) -> Route:
     attributes = entry.get("attributes", "*")
     if attributes == "*":
         attrs: tuple[str, ...] | None = None
-    elif isinstance(attributes, list) and attributes and all(
-        isinstance(a, str) and a for a in attributes
+    elif (
+        isinstance(attributes, list)
+        and attributes
+        and all(isinstance(a, str) and a for a in attributes)
     ):
         attrs = tuple(attributes)
     else:
@@ -201,12 +204,16 @@ def _check_template(template: Any, where: str) -> None:
         raise RouteError(f"{where}: a channel template must be a non-empty string")
     segments = template.split("/")
     if len(segments) - 1 > MAX_CHANNEL_SLASHES:
-        raise RouteError(f"{where}: channel {template!r} has more than {MAX_CHANNEL_SLASHES} "
-                         "slashes (AWS IoT allows 7 in a topic, 2 are tidings/<stage>/)")
+        raise RouteError(
+            f"{where}: channel {template!r} has more than {MAX_CHANNEL_SLASHES} "
+            "slashes (AWS IoT allows 7 in a topic, 2 are tidings/<stage>/)"
+        )
     for segment in segments:
         if not _TEMPLATE_SEGMENT.match(segment):
-            raise RouteError(f"{where}: channel {template!r} has an invalid segment {segment!r}; "
-                             "use letters, digits, _.:@=- or a whole-segment {attribute}")
+            raise RouteError(
+                f"{where}: channel {template!r} has an invalid segment {segment!r}; "
+                "use letters, digits, _.:@=- or a whole-segment {attribute}"
+            )
 
 
 def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
@@ -217,8 +224,11 @@ def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
         if kind in ("owner", "tenant"):
             for template in channels:
                 if f"{{{placeholder}}}" not in template.split("/"):
-                    raise RouteError(f"{where}: readers {value!r} names {{{placeholder}}}, "
-                                     f"which channel {template!r} does not contain")
+                    raise RouteError(
+                        f"{where}: readers {value!r} names {{{placeholder}}}, "
+                        f"which channel {template!r} does not contain"
+                    )
             return Readers(kind, placeholder)
-    raise RouteError(f"{where}: 'readers' must be 'public', 'owner:<placeholder>' or "
-                     "'tenant:<placeholder>'")
+    raise RouteError(
+        f"{where}: 'readers' must be 'public', 'owner:<placeholder>' or 'tenant:<placeholder>'"
+    )

@@ -17,15 +17,28 @@ __all__ = ["main"]
 
 def _gateway_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8443, help="TLS port (default 8443)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".tidings/local"),
-                        help="where the CA and server certificate live")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".tidings/local"),
+        help="where the CA and server certificate live",
+    )
     parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--credentials", type=Path,
-                        help="JSON file of credentials and their policies to accept")
-    parser.add_argument("--max-connection-s", type=float, default=24 * 3600.0,
-                        help="close WebSocket connections after this long (AWS: 24 h)")
-    parser.add_argument("--publish-rate", type=float, default=100.0,
-                        help="publishes per second per connection (AWS: 100; 0 = unlimited)")
+    parser.add_argument(
+        "--credentials", type=Path, help="JSON file of credentials and their policies to accept"
+    )
+    parser.add_argument(
+        "--max-connection-s",
+        type=float,
+        default=24 * 3600.0,
+        help="close WebSocket connections after this long (AWS: 24 h)",
+    )
+    parser.add_argument(
+        "--publish-rate",
+        type=float,
+        default=100.0,
+        help="publishes per second per connection (AWS: 100; 0 = unlimited)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -61,7 +74,9 @@ def _run_gateway(args: argparse.Namespace) -> int:
     from infra.local.gateway import Gateway, GatewayConfig, describe
 
     try:
-        store = CredentialStore.from_file(args.credentials) if args.credentials else CredentialStore()
+        store = (
+            CredentialStore.from_file(args.credentials) if args.credentials else CredentialStore()
+        )
     except CredentialFileError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
@@ -81,8 +96,11 @@ def _run_gateway(args: argparse.Namespace) -> int:
             await gateway.start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                print(f"tidings: port {args.port} on 127.0.0.1 is already in use; "
-                      "stop what holds it or pass --port", file=sys.stderr)
+                print(
+                    f"tidings: port {args.port} on 127.0.0.1 is already in use; "
+                    "stop what holds it or pass --port",
+                    file=sys.stderr,
+                )
                 return 1
             raise
         print(describe(gateway), flush=True)

@@ -29,6 +29,7 @@ REGION = "us-east-1"
 STAGE = "dev"
 ACCOUNT = "123456789012"
 _SUB = "${cognito-identity.amazonaws.com:sub}"
+_ARN = f"arn:aws:iot:{REGION}:{ACCOUNT}"
 
 
 def _identity_policy() -> dict[str, Any]:
@@ -37,13 +38,27 @@ def _identity_policy() -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect",
-             "Resource": [f"{arn}:client/{_SUB}", f"{arn}:client/{_SUB}-*"]},
-            {"Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": [f"{arn}:topicfilter/{prefix}/users/{_SUB}/*",
-                          f"{arn}:topicfilter/{prefix}/public/*"]},
-            {"Effect": "Allow", "Action": "iot:Receive",
-             "Resource": [f"{arn}:topic/{prefix}/users/{_SUB}/*", f"{arn}:topic/{prefix}/public/*"]},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": [f"{arn}:client/{_SUB}", f"{arn}:client/{_SUB}-*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": [
+                    f"{arn}:topicfilter/{prefix}/users/{_SUB}/*",
+                    f"{arn}:topicfilter/{prefix}/public/*",
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": [
+                    f"{arn}:topic/{prefix}/users/{_SUB}/*",
+                    f"{arn}:topic/{prefix}/public/*",
+                ],
+            },
         ],
     }
 
@@ -52,7 +67,8 @@ def _sign_in(store: CredentialStore, name: str) -> StoredCredential:
     identity_id = f"{REGION}:{uuid.uuid5(uuid.NAMESPACE_URL, 'tidings-demo/' + name)}"
     policy = _identity_policy()
     credential = mint_temporary_credential(
-        identity_id, [[policy], [policy]],
+        identity_id,
+        [[policy], [policy]],
         variables={"cognito-identity.amazonaws.com:sub": identity_id},
     )
     store.put(credential)
@@ -100,7 +116,9 @@ class _Subscriber:
     def subscribe(self, topic: str) -> bool:
         mqtt5 = self._mqtt5
         suback = self.client.subscribe(
-            mqtt5.SubscribePacket(subscriptions=[mqtt5.Subscription(topic, mqtt5.QoS.AT_LEAST_ONCE)])
+            mqtt5.SubscribePacket(
+                subscriptions=[mqtt5.Subscription(topic, mqtt5.QoS.AT_LEAST_ONCE)]
+            )
         ).result(15)
         return all(int(code) < 0x80 for code in suback.reason_codes)
 
@@ -119,11 +137,23 @@ def run_demo(state_dir: Path) -> int:
         print(f"Local AWS IoT gateway: wss://localhost:{gateway.port}/mqtt  (CA {gateway.ca_file})")
         alice_cred = _sign_in(store, "alice")
         bob_cred = _sign_in(store, "bob")
-        publisher = mint_temporary_credential("tidings-publisher", [[{
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
-                           "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/tidings/{STAGE}/*"}],
-        }]])
+        publisher = mint_temporary_credential(
+            "tidings-publisher",
+            [
+                [
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": "iot:Publish",
+                                "Resource": f"{_ARN}:topic/tidings/{STAGE}/*",
+                            }
+                        ],
+                    }
+                ]
+            ],
+        )
         store.put(publisher)
         print(f"alice signed in as {alice_cred.principal}")
         print(f"bob   signed in as {bob_cred.principal}")
@@ -138,21 +168,29 @@ def run_demo(state_dir: Path) -> int:
                 if not ok:
                     failures.append(f"{who.name} was refused {topic}")
             refused = not bob.subscribe(alice_topic)
-            print(f"bob   SUBSCRIBE {alice_topic}: "
-                  f"{'refused (not authorized), as it must be' if refused else 'GRANTED (wrong!)'}")
+            print(
+                f"bob   SUBSCRIBE {alice_topic}: "
+                f"{'refused (not authorized), as it must be' if refused else 'GRANTED (wrong!)'}"
+            )
             if not refused:
                 failures.append("bob was allowed to subscribe to alice's channel")
             iot_data = boto3.client(
-                "iot-data", endpoint_url=gateway.endpoint, verify=str(gateway.ca_file),
-                region_name=REGION, aws_access_key_id=publisher.access_key_id,
+                "iot-data",
+                endpoint_url=gateway.endpoint,
+                verify=str(gateway.ca_file),
+                region_name=REGION,
+                aws_access_key_id=publisher.access_key_id,
                 aws_secret_access_key=publisher.secret_access_key,
                 aws_session_token=publisher.session_token,
             )
             plan = [
                 (alice_topic, {"op": "insert", "new": {"id": "t1", "title": "buy milk"}}, [alice]),
                 (alice_topic, {"op": "modify", "new": {"id": "t1", "done": True}}, [alice]),
-                (public_topic, {"op": "insert", "new": {"game": "g1", "player": "bob",
-                                                        "score": 42}}, [alice, bob]),
+                (
+                    public_topic,
+                    {"op": "insert", "new": {"game": "g1", "player": "bob", "score": 42}},
+                    [alice, bob],
+                ),
             ]
             for topic, body, receivers in plan:
                 sent = time.time()
@@ -165,8 +203,10 @@ def run_demo(state_dir: Path) -> int:
                         print(f"  {receiver.name:5} MISSED {topic}")
                         continue
                     ok = got_topic == topic and json.loads(payload) == body
-                    print(f"  {receiver.name:5} <- {got_topic}  {payload.decode()}  "
-                          f"({(at - sent) * 1000:.1f} ms)")
+                    print(
+                        f"  {receiver.name:5} <- {got_topic}  {payload.decode()}  "
+                        f"({(at - sent) * 1000:.1f} ms)"
+                    )
                     if not ok:
                         failures.append(f"{receiver.name} got the wrong message on {topic}")
             time.sleep(0.3)

@@ -139,7 +139,9 @@ class Session:
     expiry_s: int = 0
     expires_at: float | None = None
     credential: StoredCredential | None = None
-    _packet_ids: itertools.cycle[int] = field(default_factory=lambda: itertools.cycle(range(1, 65536)))
+    _packet_ids: itertools.cycle[int] = field(
+        default_factory=lambda: itertools.cycle(range(1, 65536))
+    )
 
     def next_packet_id(self) -> int:
         """A packet id not currently in flight."""
@@ -262,8 +264,14 @@ class Broker:
         if message.qos == 0:
             connection.sink.send(
                 mq.encode_publish(
-                    message.topic, message.payload, 0, None, connection.protocol_level,
-                    message.retain, False, message.properties,
+                    message.topic,
+                    message.payload,
+                    0,
+                    None,
+                    connection.protocol_level,
+                    message.retain,
+                    False,
+                    message.properties,
                 )
             )
             return True
@@ -277,16 +285,24 @@ class Broker:
         session.inflight[packet_id] = message
         connection.sink.send(
             mq.encode_publish(
-                message.topic, message.payload, 1, packet_id, connection.protocol_level,
-                message.retain, False, message.properties,
+                message.topic,
+                message.payload,
+                1,
+                packet_id,
+                connection.protocol_level,
+                message.retain,
+                False,
+                message.properties,
             )
         )
         return True
 
     def _drain_queue(self, session: Session) -> None:
         connection = session.connection
-        while connection is not None and session.queue and (
-            len(session.inflight) < connection.client_receive_maximum
+        while (
+            connection is not None
+            and session.queue
+            and (len(session.inflight) < connection.client_receive_maximum)
         ):
             self._deliver(session, session.queue.popleft())
 
@@ -389,13 +405,16 @@ class MqttConnection:
         try:
             packets = self.decoder.feed(data)
         except mq.MalformedPacket as exc:
-            log.warning("closing %s (%s): malformed packet: %s", self.client_id or "?",
-                        self.peer, exc.message)
+            log.warning(
+                "closing %s (%s): malformed packet: %s",
+                self.client_id or "?",
+                self.peer,
+                exc.message,
+            )
             if self.connected:
-                self.disconnect(exc.reason_code, "CLIENT_ERROR")
+                self.disconnect(exc.reason_code, "CLIENT_ERROR", f"malformed packet: {exc.message}")
             else:
-                self._refuse_connect(exc.reason_code, V3_CONNACK_IDENTIFIER_REJECTED,
-                                     f"malformed packet: {exc.message}")
+                self._close(f"malformed packet before CONNECT: {exc.message}")
             return
         for packet in packets:
             if self.closed:
@@ -418,8 +437,11 @@ class MqttConnection:
         elif isinstance(packet, mq.Disconnect):
             self._on_disconnect(packet)
         else:
-            self.disconnect(RC_PROTOCOL_ERROR, "CLIENT_ERROR",
-                            f"{type(packet).__name__} is not supported by AWS IoT")
+            self.disconnect(
+                RC_PROTOCOL_ERROR,
+                "CLIENT_ERROR",
+                f"{type(packet).__name__} is not supported by AWS IoT",
+            )
 
     # ----------------------------------------------------------------- CONNECT
     def _refuse_connect(self, v5_code: int, v3_code: int, why: str) -> None:
@@ -438,36 +460,52 @@ class MqttConnection:
         assigned = False
         if not client_id:
             if not packet.clean_start and not self.is_v5:
-                self._refuse_connect(RC_CLIENT_ID_NOT_VALID, V3_CONNACK_IDENTIFIER_REJECTED,
-                                     "an empty client id needs a clean session")
+                self._refuse_connect(
+                    RC_CLIENT_ID_NOT_VALID,
+                    V3_CONNACK_IDENTIFIER_REJECTED,
+                    "an empty client id needs a clean session",
+                )
                 return
             client_id = "auto-" + uuid.uuid4().hex
             assigned = True
         self.client_id = client_id
         self._variables["iot:ClientId"] = client_id
         if len(client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES:
-            self._refuse_connect(RC_CLIENT_ID_NOT_VALID, V3_CONNACK_IDENTIFIER_REJECTED,
-                                 f"client id longer than {MAX_CLIENT_ID_BYTES} bytes")
+            self._refuse_connect(
+                RC_CLIENT_ID_NOT_VALID,
+                V3_CONNACK_IDENTIFIER_REJECTED,
+                f"client id longer than {MAX_CLIENT_ID_BYTES} bytes",
+            )
             return
         if not self.allowed("iot:Connect", "client", client_id):
-            self._refuse_connect(RC_NOT_AUTHORIZED, V3_CONNACK_NOT_AUTHORIZED,
-                                 f"not authorized to connect as client id {client_id!r}")
+            self._refuse_connect(
+                RC_NOT_AUTHORIZED,
+                V3_CONNACK_NOT_AUTHORIZED,
+                f"not authorized to connect as client id {client_id!r}",
+            )
             return
         if packet.will is not None:
             will = packet.will
             if will.qos > 1:
-                self._refuse_connect(RC_QOS_NOT_SUPPORTED, V3_CONNACK_NOT_AUTHORIZED,
-                                     "AWS IoT does not support QoS 2")
+                self._refuse_connect(
+                    RC_QOS_NOT_SUPPORTED,
+                    V3_CONNACK_NOT_AUTHORIZED,
+                    "AWS IoT does not support QoS 2",
+                )
                 return
             try:
                 validate_topic_name(will.topic)
             except TopicError as exc:
-                self._refuse_connect(RC_TOPIC_NAME_INVALID, V3_CONNACK_NOT_AUTHORIZED,
-                                     f"will {exc}")
+                self._refuse_connect(
+                    RC_TOPIC_NAME_INVALID, V3_CONNACK_NOT_AUTHORIZED, f"will {exc}"
+                )
                 return
             if not self.allowed("iot:Publish", "topic", will.topic):
-                self._refuse_connect(RC_NOT_AUTHORIZED, V3_CONNACK_NOT_AUTHORIZED,
-                                     "not authorized to publish the will message")
+                self._refuse_connect(
+                    RC_NOT_AUTHORIZED,
+                    V3_CONNACK_NOT_AUTHORIZED,
+                    "not authorized to publish the will message",
+                )
                 return
             self.will = will
         keep_alive = packet.keep_alive or config.keepalive_max_s
@@ -488,8 +526,10 @@ class MqttConnection:
         if existing is not None and existing.connection is not None:
             existing.connection.disconnect(RC_SESSION_TAKEN_OVER, "DUPLICATE_CLIENTID")
         session_present = False
-        if existing is not None and not packet.clean_start and (
-            existing.expires_at is None or existing.expires_at > broker.clock()
+        if (
+            existing is not None
+            and not packet.clean_start
+            and (existing.expires_at is None or existing.expires_at > broker.clock())
         ):
             session = existing
             session_present = True
@@ -524,8 +564,13 @@ class MqttConnection:
             if expiry != int(props.get(mq.PROP_SESSION_EXPIRY, 0)):
                 ack_props[mq.PROP_SESSION_EXPIRY] = expiry
         self.send_packet(mq.Connack(session_present, RC_SUCCESS, ack_props))
-        log.info("connected %s (%s) as %s, MQTT %s", client_id, self.peer,
-                 self.credential.principal, "5" if self.is_v5 else "3.1.1")
+        log.info(
+            "connected %s (%s) as %s, MQTT %s",
+            client_id,
+            self.peer,
+            self.credential.principal,
+            "5" if self.is_v5 else "3.1.1",
+        )
         broker.lifecycle_event(
             f"$aws/events/presence/connected/{client_id}",
             {
@@ -541,9 +586,16 @@ class MqttConnection:
         if session_present:
             for packet_id, message in list(session.inflight.items()):
                 self.sink.send(
-                    mq.encode_publish(message.topic, message.payload, 1, packet_id,
-                                      self.protocol_level, message.retain, True,
-                                      message.properties)
+                    mq.encode_publish(
+                        message.topic,
+                        message.payload,
+                        1,
+                        packet_id,
+                        self.protocol_level,
+                        message.retain,
+                        True,
+                        message.properties,
+                    )
                 )
             broker._drain_queue(session)
 
@@ -572,16 +624,20 @@ class MqttConnection:
             alias = properties.get(mq.PROP_TOPIC_ALIAS)
             if alias is not None:
                 if not 1 <= alias <= TOPIC_ALIAS_MAXIMUM:
-                    self.disconnect(RC_TOPIC_ALIAS_INVALID, "CLIENT_ERROR",
-                                    f"topic alias {alias} is outside 1..{TOPIC_ALIAS_MAXIMUM}")
+                    self.disconnect(
+                        RC_TOPIC_ALIAS_INVALID,
+                        "CLIENT_ERROR",
+                        f"topic alias {alias} is outside 1..{TOPIC_ALIAS_MAXIMUM}",
+                    )
                     return
                 if topic:
                     self.topic_aliases[alias] = topic
                 else:
                     known = self.topic_aliases.get(alias)
                     if known is None:
-                        self.disconnect(RC_PROTOCOL_ERROR, "CLIENT_ERROR",
-                                        f"topic alias {alias} was never set")
+                        self.disconnect(
+                            RC_PROTOCOL_ERROR, "CLIENT_ERROR", f"topic alias {alias} was never set"
+                        )
                         return
                     topic = known
                 properties = {k: v for k, v in properties.items() if k != mq.PROP_TOPIC_ALIAS}
@@ -591,17 +647,22 @@ class MqttConnection:
             self.disconnect(RC_TOPIC_NAME_INVALID, "CLIENT_ERROR", str(exc))
             return
         if len(packet.payload) > MAX_PAYLOAD_BYTES:
-            self.disconnect(RC_PACKET_TOO_LARGE, "CLIENT_ERROR",
-                            f"payload of {len(packet.payload)} bytes exceeds "
-                            f"AWS IoT's {MAX_PAYLOAD_BYTES}")
+            self.disconnect(
+                RC_PACKET_TOO_LARGE,
+                "CLIENT_ERROR",
+                f"payload of {len(packet.payload)} bytes exceeds AWS IoT's {MAX_PAYLOAD_BYTES}",
+            )
             return
         if not self._rate_ok():
             if self.is_v5 and packet.qos == 1:
                 assert packet.packet_id is not None
                 self.send_packet(mq.Puback(packet.packet_id, RC_QUOTA_EXCEEDED, {}))
             else:
-                self.disconnect(RC_QUOTA_EXCEEDED, "THROTTLED",
-                                "more publishes per second than the connection may send")
+                self.disconnect(
+                    RC_QUOTA_EXCEEDED,
+                    "THROTTLED",
+                    "more publishes per second than the connection may send",
+                )
             return
         authorized = not topic.startswith("$aws/events/") and self.allowed(
             "iot:Publish", "topic", topic
@@ -614,11 +675,18 @@ class MqttConnection:
                 assert packet.packet_id is not None
                 self.send_packet(mq.Puback(packet.packet_id, RC_NOT_AUTHORIZED, {}))
             else:
-                self.disconnect(RC_NOT_AUTHORIZED, "FORBIDDEN_ACCESS",
-                                f"not authorized to publish to {topic}")
+                self.disconnect(
+                    RC_NOT_AUTHORIZED, "FORBIDDEN_ACCESS", f"not authorized to publish to {topic}"
+                )
             return
-        self.broker.publish(topic, packet.payload, packet.qos, retain=packet.retain,
-                            properties=_forwardable(properties), origin=self)
+        self.broker.publish(
+            topic,
+            packet.payload,
+            packet.qos,
+            retain=packet.retain,
+            properties=_forwardable(properties),
+            origin=self,
+        )
         if packet.qos == 1:
             assert packet.packet_id is not None
             self.send_packet(mq.Puback(packet.packet_id, RC_SUCCESS, {}))
@@ -653,8 +721,9 @@ class MqttConnection:
             else:
                 self.no_local_filters.discard(topic_filter)
             codes.append(granted)
-            accepted.append((topic_filter, granted if is_new or options.retain_handling == 0
-                             else -1))
+            accepted.append(
+                (topic_filter, granted if is_new or options.retain_handling == 0 else -1)
+            )
         self.send_packet(mq.Suback(packet.packet_id, codes, {}))
         if accepted:
             self.broker.lifecycle_event(
@@ -669,8 +738,13 @@ class MqttConnection:
                 continue
             self.broker._deliver(
                 session,
-                _Pending(retained.topic, retained.payload, min(retained.qos, granted), True,
-                         retained.properties),
+                _Pending(
+                    retained.topic,
+                    retained.payload,
+                    min(retained.qos, granted),
+                    True,
+                    retained.properties,
+                ),
             )
 
     def _check_filter(self, session: Session, topic_filter: str, position: int) -> int | None:
@@ -754,8 +828,9 @@ class MqttConnection:
         self._finish("CLIENT_ERROR", announce=False)
         self.sink.close(why)
 
-    def _finish(self, reason: str, *, client_initiated: bool = False,
-                announce: bool = True) -> None:
+    def _finish(
+        self, reason: str, *, client_initiated: bool = False, announce: bool = True
+    ) -> None:
         if self.closed:
             return
         self.closed = True
@@ -768,8 +843,13 @@ class MqttConnection:
         if self.will is not None:
             will = self.will
             self.will = None
-            broker.publish(will.topic, will.payload, will.qos, retain=will.retain,
-                           properties=_forwardable(will.properties))
+            broker.publish(
+                will.topic,
+                will.payload,
+                will.qos,
+                retain=will.retain,
+                properties=_forwardable(will.properties),
+            )
         if session.expiry_s > 0:
             session.expires_at = broker.clock() + session.expiry_s
         else:
@@ -799,11 +879,17 @@ class MqttConnection:
                 self._close("no CONNECT within the connect timeout")
             return
         if now - self.last_received > 1.5 * self.keep_alive:
-            self.disconnect(RC_KEEP_ALIVE_TIMEOUT, "MQTT_KEEP_ALIVE_TIMEOUT",
-                            f"no packet for 1.5 x keep-alive ({self.keep_alive} s)")
+            self.disconnect(
+                RC_KEEP_ALIVE_TIMEOUT,
+                "MQTT_KEEP_ALIVE_TIMEOUT",
+                f"no packet for 1.5 x keep-alive ({self.keep_alive} s)",
+            )
         elif self.websocket and now - self.opened_at > self.broker.config.max_connection_s:
-            self.disconnect(RC_MAXIMUM_CONNECT_TIME, "WEBSOCKET_TTL_EXPIRATION",
-                            "WebSocket connection reached its maximum lifetime")
+            self.disconnect(
+                RC_MAXIMUM_CONNECT_TIME,
+                "WEBSOCKET_TTL_EXPIRATION",
+                "WebSocket connection reached its maximum lifetime",
+            )
 
 
 def _forwardable(properties: mq.Properties) -> mq.Properties:

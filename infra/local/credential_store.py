@@ -115,8 +115,10 @@ class CredentialStore:
             raise CredentialFileError(
                 f'credentials file {path} must be an object with a "credentials" list'
             )
-        return cls(credential_from_dict(entry, f"{path}: credentials[{i}]")
-                   for i, entry in enumerate(entries))
+        return cls(
+            credential_from_dict(entry, f"{path}: credentials[{i}]")
+            for i, entry in enumerate(entries)
+        )
 
 
 def credential_from_dict(entry: Any, where: str = "credential") -> StoredCredential:

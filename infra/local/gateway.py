@@ -28,7 +28,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from infra.local import websocket as ws
-from infra.local.broker import MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, Broker, BrokerConfig, MqttConnection
+from infra.local.broker import (
+    MAX_PACKET_BYTES,
+    MAX_PAYLOAD_BYTES,
+    Broker,
+    BrokerConfig,
+    MqttConnection,
+)
 from infra.local.certs import TlsFiles, ensure_tls_files
 from infra.local.credential_store import CredentialStore, StoredCredential
 from infra.local.http1 import (
@@ -288,8 +294,10 @@ class _Connection(asyncio.Protocol):
 
     def check_handshake(self, now: float) -> None:
         """Close connections that never finish TLS + HTTP (half-open floods)."""
-        if self._frames is None and not self._closing and (
-            now - self.opened_at > self.gateway.config.handshake_timeout_s
+        if (
+            self._frames is None
+            and not self._closing
+            and (now - self.opened_at > self.gateway.config.handshake_timeout_s)
         ):
             log.info("closing %s: no complete request within the handshake timeout", self.peer)
             self.abort()
@@ -305,9 +313,15 @@ class _Connection(asyncio.Protocol):
                 end = self._http.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self._http) > MAX_HEAD_BYTES:
-                        self._reply(error_response(431, "headers_too_large",
-                                                   "request headers exceed 16 KiB",
-                                                   keep_alive=False), close=True)
+                        self._reply(
+                            error_response(
+                                431,
+                                "headers_too_large",
+                                "request headers exceed 16 KiB",
+                                keep_alive=False,
+                            ),
+                            close=True,
+                        )
                     return
                 head = bytes(self._http[:end])
                 del self._http[: end + 4]
@@ -315,8 +329,10 @@ class _Connection(asyncio.Protocol):
                     request = parse_request_head(head)
                     self._body_needed = _content_length(request)
                 except HttpError as exc:
-                    self._reply(error_response(exc.status, exc.error, exc.message,
-                                               keep_alive=False), close=True)
+                    self._reply(
+                        error_response(exc.status, exc.error, exc.message, keep_alive=False),
+                        close=True,
+                    )
                     return
                 self._request = request
             if len(self._http) < self._body_needed:
@@ -345,16 +361,23 @@ class _Connection(asyncio.Protocol):
             elif path.startswith("/topics/"):
                 self._publish_http(request, body)
             elif path == "/health" and request.method == "GET":
-                self._reply(json_response(200, {"status": "ok"}, keep_alive=request.keep_alive),
-                            close=not request.keep_alive)
+                self._reply(
+                    json_response(200, {"status": "ok"}, keep_alive=request.keep_alive),
+                    close=not request.keep_alive,
+                )
             else:
                 raise HttpError(404, "not_found", f"no such endpoint: {request.method} {path}")
         except HttpError as exc:
             headers = [("x-amzn-ErrorType", _aws_error_type(exc.status))]
             self._reply(
-                error_response(exc.status, exc.error, exc.message, headers,
-                               keep_alive=request.keep_alive and exc.status != 403),
-                close=not request.keep_alive or exc.status == 403 and path == "/mqtt",
+                error_response(
+                    exc.status,
+                    exc.error,
+                    exc.message,
+                    headers,
+                    keep_alive=request.keep_alive and exc.status != 403,
+                ),
+                close=not request.keep_alive or (exc.status == 403 and path == "/mqtt"),
             )
 
     # ----------------------------------------------------------------- /mqtt upgrade
@@ -418,8 +441,9 @@ class _Connection(asyncio.Protocol):
                     mqtt.connection_lost()
                 self.close("client closed the WebSocket")
             elif opcode == ws.OP_TEXT:
-                self._write_plain(ws.encode_close(ws.CLOSE_UNSUPPORTED_DATA,
-                                                  "MQTT needs binary frames"))
+                self._write_plain(
+                    ws.encode_close(ws.CLOSE_UNSUPPORTED_DATA, "MQTT needs binary frames")
+                )
                 if mqtt is not None:
                     mqtt.connection_lost()
                 self.close("text frame")
@@ -455,27 +479,35 @@ class _Connection(asyncio.Protocol):
         except TopicError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
         if len(body) > MAX_PAYLOAD_BYTES:
-            raise HttpError(413, "request_entity_too_large",
-                            f"payload of {len(body)} bytes exceeds AWS IoT's {MAX_PAYLOAD_BYTES}")
+            raise HttpError(
+                413,
+                "request_entity_too_large",
+                f"payload of {len(body)} bytes exceeds AWS IoT's {MAX_PAYLOAD_BYTES}",
+            )
         credential = verified.credential
         arn = gateway.config.broker.arn("topic", topic)
         allowed = not topic.startswith("$aws/events/") and is_allowed(
             credential.policy_sets, "iot:Publish", arn, credential.variables
         )
         if allowed and retain:
-            allowed = is_allowed(credential.policy_sets, "iot:RetainPublish", arn,
-                                 credential.variables)
+            allowed = is_allowed(
+                credential.policy_sets, "iot:RetainPublish", arn, credential.variables
+            )
         if not allowed:
-            raise HttpError(403, "forbidden",
-                            f"{credential.principal} is not authorized to publish to {topic}")
+            raise HttpError(
+                403, "forbidden", f"{credential.principal} is not authorized to publish to {topic}"
+            )
         gateway.broker.publish(topic, body, int(qos_text), retain=retain)
-        self._reply(json_response(200, {}, keep_alive=request.keep_alive),
-                    close=not request.keep_alive)
+        self._reply(
+            json_response(200, {}, keep_alive=request.keep_alive), close=not request.keep_alive
+        )
 
 
 def _content_length(request: Request) -> int:
     if (request.header("transfer-encoding") or "").lower() not in ("", "identity"):
-        raise HttpError(411, "length_required", "chunked bodies are not supported; send Content-Length")
+        raise HttpError(
+            411, "length_required", "chunked bodies are not supported; send Content-Length"
+        )
     value = request.header("content-length")
     if value is None:
         return 0
@@ -483,9 +515,11 @@ def _content_length(request: Request) -> int:
         raise HttpError(400, "bad_request", "Content-Length must be a number")
     length = int(value)
     if length > MAX_PAYLOAD_BYTES + 4096:
-        raise HttpError(413, "request_entity_too_large",
-                        f"body of {length} bytes exceeds AWS IoT's payload limit of "
-                        f"{MAX_PAYLOAD_BYTES}")
+        raise HttpError(
+            413,
+            "request_entity_too_large",
+            f"body of {length} bytes exceeds AWS IoT's payload limit of {MAX_PAYLOAD_BYTES}",
+        )
     return length
 
 

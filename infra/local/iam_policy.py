@@ -168,9 +168,25 @@ def _substitutes_variables(document: Any, doc_index: int) -> bool:
     return bool(version == VERSION_WITH_VARIABLES)
 
 
+class _Where:
+    """Names a statement in error messages (formatted only when an error is raised)."""
+
+    __slots__ = ("doc_index", "index", "statement")
+
+    def __init__(self, doc_index: int, index: int, statement: Mapping[str, Any]) -> None:
+        self.doc_index = doc_index
+        self.index = index
+        self.statement = statement
+
+    def __str__(self) -> str:
+        sid = self.statement.get("Sid")
+        label = f" (Sid {sid!r})" if sid else ""
+        return f"document {self.doc_index}, statement {self.index}{label}"
+
+
 def _statements(
     document: Mapping[str, Any], doc_index: int
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
+) -> Iterator[tuple[_Where, Mapping[str, Any]]]:
     raw = document.get("Statement")
     if isinstance(raw, Mapping):
         items: list[Any] = [raw]
@@ -183,13 +199,11 @@ def _statements(
             raise PolicyError(
                 f"document {doc_index}, statement {index}: a statement must be a JSON object"
             )
-        sid = statement.get("Sid")
-        label = f" (Sid {sid!r})" if sid else ""
-        yield f"document {doc_index}, statement {index}{label}", statement
+        yield _Where(doc_index, index, statement), statement
 
 
 def _one_of(
-    statement: Mapping[str, Any], positive: str, negative: str, where: str
+    statement: Mapping[str, Any], positive: str, negative: str, where: _Where
 ) -> tuple[bool, tuple[str, ...]]:
     """(negated, patterns) of the one element present among ``positive``/``negative``."""
     has_positive = positive in statement
@@ -208,7 +222,7 @@ def _one_of(
 
 def _applies(
     statement: Mapping[str, Any],
-    where: str,
+    where: _Where,
     action: str,
     resource: str,
     values: _Values,
@@ -423,7 +437,7 @@ def _parse_operator(operator: str) -> _Operator | None:
     return _Operator(known[0], known[1], set_operator or None, if_exists)
 
 
-def _operator(operator: Any, where: str) -> _Operator:
+def _operator(operator: Any, where: _Where) -> _Operator:
     parsed = _parse_operator(operator) if isinstance(operator, str) else None
     if parsed is None:
         supported = ", ".join([*_BASE_OPERATORS, "Null"])
@@ -434,19 +448,19 @@ def _operator(operator: Any, where: str) -> _Operator:
     return parsed
 
 
-def _condition_blocks(condition: Any, where: str) -> Iterator[tuple[Any, Any]]:
+def _condition_blocks(condition: Any, where: _Where) -> Iterator[tuple[Any, Any]]:
     if not isinstance(condition, Mapping):
         raise PolicyError(f"{where}: Condition must be an object")
     return iter(condition.items())
 
 
-def _condition_entries(block: Any, operator: str, where: str) -> Iterator[tuple[Any, Any]]:
+def _condition_entries(block: Any, operator: str, where: _Where) -> Iterator[tuple[Any, Any]]:
     if not isinstance(block, Mapping) or not block:
         raise PolicyError(f"{where}: Condition {operator} must map condition keys to values")
     return iter(block.items())
 
 
-def _policy_values(raw: Any, where: str, operator: str, key: Any) -> tuple[str, ...]:
+def _policy_values(raw: Any, where: _Where, operator: str, key: Any) -> tuple[str, ...]:
     items = raw if isinstance(raw, list) else [raw]
     out = []
     for item in items:
@@ -467,7 +481,7 @@ def _policy_values(raw: Any, where: str, operator: str, key: Any) -> tuple[str, 
     return tuple(out)
 
 
-def _conditions_hold(condition: Any, where: str, values: _Values, substitute: bool) -> bool:
+def _conditions_hold(condition: Any, where: _Where, values: _Values, substitute: bool) -> bool:
     for operator_name, block in _condition_blocks(condition, where):
         operator = _operator(operator_name, where)
         for key, raw in _condition_entries(block, operator_name, where):

@@ -7,21 +7,27 @@ Two forms are accepted, as AWS accepts them:
 - **the Authorization header** (:func:`verify_authorization_header`): how boto3 signs
   ``iot-data`` Publish and how the clients sign ``execute-api`` calls.
 
-What real clients do, and therefore what is accepted (measured with the libraries pinned in
-``requirements.txt``):
+What real clients do, and therefore what is accepted (measured with awscrt 0.36.1,
+botocore 1.44 and AWSIoTPythonSDK 1.6.2; see tests/unit/test_sigv4.py):
 
 - awscrt/awsiotsdk (service ``iotdevicegateway``) sign ``connection`` and ``host``, hash the
-  empty payload (``e3b0…b855``), send no ``X-Amz-Expires``, and append
-  ``X-Amz-Security-Token`` to the query *after* signing (``omit_session_token=True``): the
-  token is not part of the canonical query. The browser client of aws-crt-nodejs and
-  AWSIoTPythonSDK (service ``iotdata``, ``X-Amz-Expires=86400``) do the same with the token.
+  empty payload (``e3b0…b855``), send no ``X-Amz-Expires``, and add ``X-Amz-Security-Token``
+  to the query without signing it (``omit_session_token=True``: the parameter comes before
+  ``X-Amz-Signature`` in the URL but is not part of the canonical query). AWSIoTPythonSDK
+  (service ``iotdata``, ``X-Amz-Expires=86400``, only ``host`` signed) and the browser client
+  of aws-crt-nodejs append the token after the signature, also unsigned.
 - botocore's ``SigV4QueryAuth`` puts the token *inside* the signed query.
   A presigned URL therefore verifies when its signature matches the canonical query with the
   token or the canonical query without it.
+- No IoT client signs a presigned URL with ``UNSIGNED-PAYLOAD``: the payload hash is the
+  hash of the empty string unless the request declares another one (an
+  ``X-Amz-Content-Sha256`` signed header or query parameter, as S3 presigners do).
 - awscrt and botocore build the canonical URI the same way for non-S3 services: dot segments
   and empty segments are removed from the path as received, then every byte except the
   unreserved characters and ``/`` is percent-encoded once more (``/topics/a%2Fb`` is signed
   as ``/topics/a%252Fb``).
+- Query parameters are percent-decoded (``+`` stays a plus sign) and re-encoded per SigV4,
+  so a client that encodes differently from the canonical form still verifies.
 
 The checks run in the order AWS reports them, so that an error never tells more than AWS
 would: the form of the request (``malformed``), the credential scope (``wrong_region``,

@@ -48,9 +48,7 @@ def _check_common(topic: str, what: str) -> None:
     if size > MAX_TOPIC_BYTES:
         raise TopicError(f"the {what} is {size} bytes; AWS IoT allows at most {MAX_TOPIC_BYTES}")
     if _slashes(topic) > MAX_TOPIC_SLASHES:
-        raise TopicError(
-            f"the {what} has more than {MAX_TOPIC_SLASHES} slashes, the AWS IoT limit"
-        )
+        raise TopicError(f"the {what} has more than {MAX_TOPIC_SLASHES} slashes, the AWS IoT limit")
 
 
 def validate_topic_name(topic: str) -> None:

@@ -65,7 +65,9 @@ def test_client_denied_a_topic_does_not_receive_it(kind: str, gateway: Gateway) 
     try:
         assert not client.subscribe(alice.topic())  # SUBACK failure: policy scopes ${sub}
         assert client.subscribe(mallory.topic())
-        publisher = iot_data_client(gateway.port, gateway.ca_file, new_publisher(gateway.credentials))
+        publisher = iot_data_client(
+            gateway.port, gateway.ca_file, new_publisher(gateway.credentials)
+        )
         publisher.publish(topic=alice.topic(), qos=1, payload=b"secret")
         publisher.publish(topic=mallory.topic(), qos=1, payload=b"mine")
         assert client.receive() == (mallory.topic(), b"mine")
@@ -82,9 +84,11 @@ def test_client_may_not_connect_with_another_identitys_client_id(gateway: Gatewa
     )
     with pytest.raises(Refused) as refused:
         client.connect()
-    assert "NOT_AUTHORIZED" in str(refused.value) or "135" in str(refused.value) or "0x87" in str(
-        refused.value
-    ).lower()
+    assert (
+        "NOT_AUTHORIZED" in str(refused.value)
+        or "135" in str(refused.value)
+        or "0x87" in str(refused.value).lower()
+    )
 
 
 def test_boto3_iot_data_publish_is_authorised(gateway: Gateway) -> None:

@@ -23,15 +23,29 @@ def identity_policies(stage: str = "dev") -> list[list[dict[str, Any]]]:
     """[role policy documents], [IoT policy documents] for a signed-in identity."""
     prefix = f"tidings/{stage}"
     statements = [
-        {"Effect": "Allow", "Action": "iot:Connect",
-         "Resource": [f"{ARN}:client/{SUB}", f"{ARN}:client/{SUB}-*"]},
-        {"Effect": "Allow", "Action": "iot:Subscribe",
-         "Resource": [f"{ARN}:topicfilter/{prefix}/users/{SUB}/*",
-                      f"{ARN}:topicfilter/{prefix}/public/*"]},
-        {"Effect": "Allow", "Action": "iot:Receive",
-         "Resource": [f"{ARN}:topic/{prefix}/users/{SUB}/*", f"{ARN}:topic/{prefix}/public/*"]},
-        {"Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"],
-         "Resource": [f"{ARN}:topic/{prefix}/users/{SUB}/*"]},
+        {
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": [f"{ARN}:client/{SUB}", f"{ARN}:client/{SUB}-*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": [
+                f"{ARN}:topicfilter/{prefix}/users/{SUB}/*",
+                f"{ARN}:topicfilter/{prefix}/public/*",
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": [f"{ARN}:topic/{prefix}/users/{SUB}/*", f"{ARN}:topic/{prefix}/public/*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:RetainPublish"],
+            "Resource": [f"{ARN}:topic/{prefix}/users/{SUB}/*"],
+        },
     ]
     role = [{"Version": "2012-10-17", "Statement": statements}]
     iot = [{"Version": "2012-10-17", "Statement": statements}]
@@ -40,9 +54,20 @@ def identity_policies(stage: str = "dev") -> list[list[dict[str, Any]]]:
 
 def publisher_policies(stage: str = "dev") -> list[list[dict[str, Any]]]:
     """A backend role that may publish anywhere under the stage prefix (iot-data)."""
-    return [[{"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{ARN}:topic/tidings/{stage}/*"},
-    ]}]]
+    return [
+        [
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "iot:Publish",
+                        "Resource": f"{ARN}:topic/tidings/{stage}/*",
+                    },
+                ],
+            }
+        ]
+    ]
 
 
 @dataclass
@@ -69,8 +94,9 @@ class Identity:
         return f"tidings/{stage}/users/{self.identity_id}/{rest}"
 
 
-def new_identity(store: CredentialStore, lifetime_s: float = 3600.0,
-                 now: float | None = None) -> Identity:
+def new_identity(
+    store: CredentialStore, lifetime_s: float = 3600.0, now: float | None = None
+) -> Identity:
     identity_id = f"{REGION}:{uuid.uuid4()}"
     credential = mint_temporary_credential(
         identity_id,
@@ -87,3 +113,23 @@ def new_publisher(store: CredentialStore) -> Identity:
     credential = mint_temporary_credential("publisher-role/session", publisher_policies())
     store.put(credential)
     return Identity("publisher", credential)
+
+
+def monitor_policies() -> list[list[dict[str, Any]]]:
+    """An operator identity that may watch lifecycle events and connect as ``monitor-*``."""
+    statements = [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/monitor-*"},
+        {
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": f"{ARN}:topicfilter/$aws/events/*",
+        },
+        {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{ARN}:topic/$aws/events/*"},
+    ]
+    return [[{"Version": "2012-10-17", "Statement": statements}]]
+
+
+def new_monitor(store: CredentialStore) -> Identity:
+    credential = mint_temporary_credential("operator", monitor_policies())
+    store.put(credential)
+    return Identity("monitor", credential)

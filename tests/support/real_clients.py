@@ -7,6 +7,7 @@ pointed at 127.0.0.1 through a socket factory), and paho-mqtt with a presigned p
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -104,10 +105,8 @@ class AwsIotSdkV311(ClientBase):
         future.result(TIMEOUT)
 
     def disconnect(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.connection.disconnect().result(TIMEOUT)
-        except Exception:
-            pass
 
 
 class AwsIotSdkV5(ClientBase):
@@ -160,8 +159,9 @@ class AwsIotSdkV5(ClientBase):
     def subscribe(self, topic_filter: str) -> bool:
         mqtt5 = self._mqtt5
         packet = mqtt5.SubscribePacket(
-            subscriptions=[mqtt5.Subscription(topic_filter=topic_filter,
-                                              qos=mqtt5.QoS.AT_LEAST_ONCE)]
+            subscriptions=[
+                mqtt5.Subscription(topic_filter=topic_filter, qos=mqtt5.QoS.AT_LEAST_ONCE)
+            ]
         )
         suback = self.client.subscribe(packet).result(TIMEOUT)
         self.last_suback = suback
@@ -219,14 +219,13 @@ class AwsIotPythonSdkV1(ClientBase):
         self.client.publish(topic, payload, qos)
 
     def disconnect(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.client.disconnect()
-        except Exception:
-            pass
 
 
-def presigned_mqtt_path(identity: Identity, port: int, service: str = "iotdevicegateway",
-                        expires: int = 300) -> str:
+def presigned_mqtt_path(
+    identity: Identity, port: int, service: str = "iotdevicegateway", expires: int = 300
+) -> str:
     """``/mqtt?X-Amz-...`` signed with botocore, the way paho users build it."""
     from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
@@ -236,7 +235,7 @@ def presigned_mqtt_path(identity: Identity, port: int, service: str = "iotdevice
     credentials = Credentials(identity.access_key, identity.secret_key, identity.token)
     SigV4QueryAuth(credentials, service, REGION, expires=expires).add_auth(request)
     url: str = request.url
-    return url[url.index("/mqtt"):]
+    return url[url.index("/mqtt") :]
 
 
 class PahoWebSocket(ClientBase):
@@ -248,8 +247,12 @@ class PahoWebSocket(ClientBase):
     def connect(self) -> None:
         import paho.mqtt.client as paho
 
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             transport="websockets", protocol=paho.MQTTv311)
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            transport="websockets",
+            protocol=paho.MQTTv311,
+        )
         path = self.path_override or presigned_mqtt_path(self.identity, self.port)
         client.ws_set_options(path=path)
         client.tls_set(ca_certs=str(self.ca_file))

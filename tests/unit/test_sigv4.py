@@ -354,6 +354,42 @@ def test_awscrt_hashes_the_empty_payload() -> None:
     assert canonical.endswith("\nconnection;host\n" + sigv4.EMPTY_SHA256)
 
 
+def test_undeclared_unsigned_payload_is_refused() -> None:
+    # No IoT client signs UNSIGNED-PAYLOAD (awscrt's default, the browser client and
+    # AWSIoTPythonSDK all hash the empty body), so a URL that does without saying so fails.
+    request = crt_websocket.create_handshake_request(host=IOT_HOST, path="/mqtt")
+    config = crt_auth.AwsSigningConfig(
+        algorithm=crt_auth.AwsSigningAlgorithm.V4,
+        signature_type=crt_auth.AwsSignatureType.HTTP_REQUEST_QUERY_PARAMS,
+        credentials_provider=crt_provider(LONG_TERM),
+        region=REGION,
+        service="iotdevicegateway",
+        date=SIGNED_AT,
+        signed_body_value=crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD,
+    )
+    crt_auth.aws_sign_request(request, config).result(timeout=10)
+    path, _, query = request.path.partition("?")
+    req = Signed("GET", path, query, list(request.headers))
+    assert code_of(lambda: verify_query(req)) == "signature_mismatch"
+
+
+def test_declared_unsigned_payload_is_accepted() -> None:
+    request = AWSRequest(
+        method="GET",
+        url=f"https://{IOT_HOST}/mqtt",
+        headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"},
+    )
+    SigV4QueryAuth(botocore_credentials(TEMP), "iotdata", REGION, expires=60).add_auth(request)
+    parts = urlsplit(str(request.url))
+    assert "x-amz-content-sha256" in param(parts.query, "X-Amz-SignedHeaders")
+    headers = [("Host", IOT_HOST), ("X-Amz-Content-SHA256", "UNSIGNED-PAYLOAD")]
+    req = Signed("GET", parts.path, parts.query, headers)
+    assert verify_query(req).credential == TEMP
+    assert code_of(lambda: verify_query(req.with_header("X-Amz-Content-SHA256", "x"))) == (
+        "signature_mismatch"
+    )
+
+
 def test_awscrt_with_signed_token_verifies() -> None:
     req = crt_websocket_upgrade(omit_session_token=False)
     assert verify_query(req).credential == TEMP
