@@ -861,7 +861,8 @@ class PacketDecoder:
 
     ``max_packet_size`` bounds the whole packet (fixed header included): a larger one is
     refused as soon as its fixed header arrives, before any of its body is buffered. After
-    :meth:`feed` has raised, the decoder stays failed and raises the same error again.
+    :meth:`feed` has raised, the decoder stays failed: every later call raises the same error
+    again (with no ``packets``).
     """
 
     def __init__(
@@ -882,8 +883,9 @@ class PacketDecoder:
         Raises :class:`MalformedPacket` at the first invalid packet; its ``packets`` attribute
         holds the packets completed before it in this call.
         """
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None:
+            raise MalformedPacket(error.reason_code, error.message, error.packet_type)
         buffer = self._buffer
         buffer += data
         packets: list[Packet] = []
