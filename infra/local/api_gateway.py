@@ -1,0 +1,380 @@
+"""A local API Gateway (REST, Lambda proxy integration) for the template's routes.
+
+It does what API Gateway does in front of Tidings' functions: matches the request to a
+resource (``{param}`` and greedy ``{param+}``), verifies SigV4 (``execute-api``) on
+``AWS_IAM`` methods and checks the caller's IAM policy allows ``execute-api:Invoke``,
+applies the stage's throttling, builds the same proxy event (with
+``requestContext.identity.cognitoIdentityId`` for Cognito credentials) and turns the
+function's answer into the HTTP response. Errors of its own are JSON
+``{"error", "message"}`` with API Gateway's ``x-amzn-ErrorType`` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.iam_policy import is_allowed
+from infra.local.sigv4 import SignatureError, verify_authorization_header
+
+__all__ = ["ApiGateway", "ApiRoute", "Throttle"]
+
+log = logging.getLogger("tidings.api")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+Invoker = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One method on one resource, as the template declares it."""
+
+    method: str
+    resource: str  # e.g. "/v1/channels/{channel+}"
+    authorization: str  # "NONE" | "AWS_IAM"
+    invoke: Invoker
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Path parameters if ``path`` (percent-decoded segments) fits this resource."""
+        return _compile(self.resource)(path)
+
+
+def _compile(resource: str) -> Callable[[str], dict[str, str] | None]:
+    parts = []
+    names = []
+    for segment in resource.strip("/").split("/"):
+        greedy = re.fullmatch(r"\{([A-Za-z0-9_]+)\+\}", segment)
+        plain = re.fullmatch(r"\{([A-Za-z0-9_]+)\}", segment)
+        if greedy:
+            names.append(greedy.group(1))
+            parts.append("(.+)")
+        elif plain:
+            names.append(plain.group(1))
+            parts.append("([^/]+)")
+        else:
+            parts.append(re.escape(segment))
+    pattern = re.compile("^/" + "/".join(parts) + "$")
+
+    def match(path: str) -> dict[str, str] | None:
+        found = pattern.match(path)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in zip(names, found.groups(), strict=True)}
+
+    return match
+
+
+class Throttle:
+    """Token bucket: API Gateway stage throttling (rate per second, burst)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """True if a request may pass now."""
+        if self.rate <= 0:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
+class ApiGateway:
+    """``start()`` serves HTTPS on 127.0.0.1; ``url`` is the stage's invoke URL."""
+
+    def __init__(
+        self,
+        routes: Sequence[ApiRoute],
+        credentials: CredentialStore,
+        ssl_context: ssl.SSLContext,
+        *,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        api_id: str = "localapi",
+        stage: str = "dev",
+        port: int = 0,
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.routes = list(routes)
+        self.credentials = credentials
+        self.region = region
+        self.account_id = account_id
+        self.api_id = api_id
+        self.stage = stage
+        self.throttle = throttle or Throttle(0, 0)
+        gateway = self
+
+        class Handler(_RequestHandler):
+            api = gateway
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="api-gateway"
+        )
+
+    @property
+    def url(self) -> str:
+        """Base URL including the stage, like ``https://<id>.execute-api…/<stage>``."""
+        return f"https://localhost:{self.port}/{self.stage}"
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---------------------------------------------------------------- request handling
+    def handle(
+        self,
+        method: str,
+        raw_target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Answer one request: status, headers, body."""
+        raw_path, _, raw_query = raw_target.partition("?")
+        prefix = f"/{self.stage}"
+        if not (raw_path == prefix or raw_path.startswith(prefix + "/")):
+            return _error(
+                404,
+                "NotFoundException",
+                "not_found",
+                f"no stage in this path; the API is served under {prefix}/",
+            )
+        path = raw_path[len(prefix) :] or "/"
+        decoded = "/".join(unquote(s) for s in path.split("/"))
+        matched = [(r, r.match(path)) for r in self.routes]
+        candidates = [(r, p) for r, p in matched if p is not None]
+        if not candidates:
+            return _error(404, "NotFoundException", "not_found", f"no route for {decoded}")
+        route_params = next(((r, p) for r, p in candidates if r.method in (method, "ANY")), None)
+        if route_params is None:
+            return _error(
+                405,
+                "MethodNotAllowedException",
+                "method_not_allowed",
+                f"{method} is not allowed on {decoded}",
+            )
+        route, params = route_params
+        if not self.throttle.take():
+            return _error(
+                429,
+                "TooManyRequestsException",
+                "too_many_requests",
+                "Too Many Requests: the stage's throttling limit was reached; retry",
+                [("Retry-After", "1")],
+            )
+        credential: StoredCredential | None = None
+        if route.authorization == "AWS_IAM":
+            try:
+                verified = verify_authorization_header(
+                    method,
+                    raw_path,
+                    raw_query,
+                    headers,
+                    body,
+                    lookup=self.credentials.get,
+                    region=self.region,
+                    services=("execute-api",),
+                )
+            except SignatureError as exc:
+                return _error(
+                    403,
+                    "InvalidSignatureException"
+                    if exc.code == "signature_mismatch"
+                    else "UnrecognizedClientException",
+                    exc.code,
+                    exc.message,
+                )
+            credential = verified.credential
+            arn = (
+                f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}/"
+                f"{self.stage}/{method}{path}"
+            )
+            role_policies = credential.policy_sets[:1]
+            if not is_allowed(role_policies, "execute-api:Invoke", arn, credential.variables):
+                return _error(
+                    403,
+                    "AccessDeniedException",
+                    "forbidden",
+                    f"{credential.principal} is not authorized to invoke {method} "
+                    f"{decoded} (execute-api:Invoke)",
+                )
+        event = self._event(
+            method, route, params, path, raw_query, headers, body, source_ip, credential
+        )
+        try:
+            result = route.invoke(event)
+        except Exception as exc:
+            log.warning("%s %s: integration failed: %s", method, decoded, exc)
+            return _error(
+                502,
+                "InternalServerErrorException",
+                "bad_gateway",
+                "the function failed; see its log for the error",
+            )
+        return _proxy_response(result)
+
+    def _event(
+        self,
+        method: str,
+        route: ApiRoute,
+        params: dict[str, str],
+        path: str,
+        raw_query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        credential: StoredCredential | None,
+    ) -> dict[str, Any]:
+        single: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for name, value in headers:
+            single[name] = value
+            multi.setdefault(name, []).append(value)
+        query_single: dict[str, str] = {}
+        query_multi: dict[str, list[str]] = {}
+        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+            query_single[name] = value
+            query_multi.setdefault(name, []).append(value)
+        variables = credential.variables if credential else {}
+        identity = {
+            "cognitoIdentityId": variables.get("cognito-identity.amazonaws.com:sub"),
+            "cognitoIdentityPoolId": variables.get("cognito-identity.amazonaws.com:aud"),
+            "cognitoAuthenticationType": "authenticated"
+            if variables.get("cognito-identity.amazonaws.com:sub")
+            else None,
+            "cognitoAuthenticationProvider": variables.get("cognito-identity.amazonaws.com:amr"),
+            "accountId": self.account_id if credential else None,
+            "caller": credential.principal if credential else None,
+            "accessKey": credential.access_key_id if credential else None,
+            "sourceIp": source_ip,
+            "user": credential.principal if credential else None,
+            "userArn": credential.principal if credential else None,
+            "userAgent": single.get("User-Agent") or single.get("user-agent"),
+        }
+        is_text = _is_text(body)
+        now = time.time()
+        return {
+            "resource": route.resource,
+            "path": path,
+            "httpMethod": method,
+            "headers": single or None,
+            "multiValueHeaders": multi or None,
+            "queryStringParameters": query_single or None,
+            "multiValueQueryStringParameters": query_multi or None,
+            "pathParameters": params or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.resource,
+                "httpMethod": method,
+                "path": f"/{self.stage}{path}",
+                "stage": self.stage,
+                "accountId": self.account_id,
+                "apiId": self.api_id,
+                "protocol": "HTTP/1.1",
+                "requestId": str(uuid.uuid4()),
+                "requestTimeEpoch": int(now * 1000),
+                "domainName": f"localhost:{self.port}",
+                "identity": identity,
+            },
+            "body": (body.decode("utf-8") if is_text else base64.b64encode(body).decode())
+            if body
+            else None,
+            "isBase64Encoded": bool(body) and not is_text,
+        }
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _error(
+    status: int, aws_type: str, code: str, message: str, extra: Sequence[tuple[str, str]] = ()
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = json.dumps({"error": code, "message": message}).encode()
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", aws_type), *extra]
+    return status, headers, body
+
+
+def _proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        return _error(
+            502,
+            "InternalServerErrorException",
+            "bad_gateway",
+            "the function returned a malformed proxy response",
+        )
+    headers: list[tuple[str, str]] = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(v)) for v in values)
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    return result["statusCode"], headers, data
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    api: ApiGateway
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    def _serve(self) -> None:
+        length_text = self.headers.get("Content-Length", "0")
+        if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
+            status, headers, body = _error(
+                413,
+                "RequestEntityTooLargeException",
+                "payload_too_large",
+                "the body must be at most 10 MB with a Content-Length",
+            )
+        else:
+            body_in = self.rfile.read(int(length_text)) if int(length_text) else b""
+            status, headers, body = self.api.handle(
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body_in,
+                self.client_address[0],
+            )
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve

@@ -1,0 +1,182 @@
+"""Running the repository's Lambda handlers locally, each in its own worker processes.
+
+A function runs as on AWS: its own process with the environment variables the template gives
+it and the credentials of its execution role (so the local services enforce the role's
+policies), invoked with a JSON event and answering with a JSON result. A :class:`FunctionPool`
+keeps warm workers and starts more, up to the function's concurrency, when invocations
+overlap (a long-poll holds a worker for its whole wait, as on AWS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FunctionError", "FunctionPool", "FunctionSpec"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FunctionError(RuntimeError):
+    """The handler raised, timed out, or its worker died; the message says which."""
+
+    def __init__(self, function: str, error_type: str, message: str) -> None:
+        super().__init__(f"{function}: {error_type}: {message}")
+        self.function = function
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the template says about a function."""
+
+    name: str
+    handler: str  # "package.module.function"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    memory_mb: int = 256
+    max_concurrency: int = 8
+
+
+class _Worker:
+    def __init__(self, spec: FunctionSpec, env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infra.local.lambda_worker",
+                spec.handler,
+                spec.name,
+                str(spec.timeout_s),
+                str(spec.memory_mb),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            cwd=ROOT,
+            env=dict(env),
+            text=True,
+            bufsize=1,
+        )
+
+    def invoke(self, event: Any, timeout_s: float) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request_id = str(uuid.uuid4())
+        self.process.stdin.write(json.dumps({"id": request_id, "event": event}) + "\n")
+        self.process.stdin.flush()
+        result: dict[str, Any] = {}
+        reader = threading.Thread(target=self._read_into, args=(result,), daemon=True)
+        reader.start()
+        reader.join(timeout_s + 2.0)
+        if reader.is_alive():
+            self.kill()
+            return {"errorType": "Timeout", "errorMessage": f"timed out after {timeout_s} s"}
+        return result
+
+    def _read_into(self, result: dict[str, Any]) -> None:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            result.update(errorType="WorkerDied", errorMessage="the function's process exited")
+            return
+        result.update(json.loads(line))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait(timeout=5)
+
+
+class FunctionPool:
+    """Warm workers for one function; :meth:`invoke` is thread-safe."""
+
+    def __init__(self, spec: FunctionSpec, base_env: Mapping[str, str] | None = None) -> None:
+        self.spec = spec
+        env = dict(os.environ if base_env is None else base_env)
+        env.update(spec.environment)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
+        env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
+        self.env = env
+        self._idle: list[_Worker] = []
+        self._busy = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self.invocations = 0
+        self.cold_starts = 0
+
+    def warm(self) -> None:
+        """Start one worker ahead of the first invocation."""
+        with self._lock:
+            if not self._idle:
+                self._idle.append(_Worker(self.spec, self.env))
+                self.cold_starts += 1
+
+    def invoke(self, event: Any) -> Any:
+        """Run the handler on ``event``; returns its result or raises :class:`FunctionError`."""
+        worker = self._acquire()
+        started = time.monotonic()
+        try:
+            outcome = worker.invoke(event, self.spec.timeout_s)
+        finally:
+            self._release(worker)
+        self.invocations += 1
+        if "errorType" in outcome:
+            raise FunctionError(
+                self.spec.name, outcome["errorType"], outcome.get("errorMessage", "")
+            )
+        outcome["durationMs"] = (time.monotonic() - started) * 1000
+        return outcome.get("result")
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise FunctionError(self.spec.name, "Shutdown", "the local stack is stopping")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        self._busy += 1
+                        return worker
+                if self._busy < self.spec.max_concurrency:
+                    self._busy += 1
+                    self.cold_starts += 1
+                    return _Worker(self.spec, self.env)
+                if not self._lock.wait(timeout=self.spec.timeout_s):
+                    raise FunctionError(
+                        self.spec.name, "TooManyRequestsException", "reserved concurrency exhausted"
+                    )
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy -= 1
+            if worker.alive() and not self._closed:
+                self._idle.append(worker)
+            self._lock.notify()
+
+    def close(self) -> None:
+        """Stop every worker."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._lock.notify_all()
+        for worker in idle:
+            if worker.process.stdin is not None:
+                worker.process.stdin.close()
+            try:
+                worker.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                worker.kill()

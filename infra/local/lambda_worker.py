@@ -1,0 +1,57 @@
+"""One local Lambda execution environment: imports a handler, then serves invocations.
+
+Reads one JSON request per line on stdin (``{"id", "event"}``) and writes one JSON line per
+answer on stdout (``{"result"}`` or ``{"errorType", "errorMessage"}``). The handler's own
+prints go to stderr, where the local stack shows them as the function's log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers use."""
+
+    def __init__(self, name: str, request_id: str, timeout_s: float, memory_mb: int) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.aws_request_id = request_id
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds until the invocation times out."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m infra.local.lambda_worker HANDLER NAME TIMEOUT MEMORY``"""
+    handler_path, name, timeout_s, memory_mb = argv[0], argv[1], float(argv[2]), int(argv[3])
+    module_name, _, function_name = handler_path.rpartition(".")
+    out = sys.stdout
+    sys.stdout = sys.stderr  # handler prints are logs, not answers
+    handler: Any = getattr(importlib.import_module(module_name), function_name)
+    for line in sys.stdin:
+        request = json.loads(line)
+        context = LambdaContext(name, request["id"], timeout_s, memory_mb)
+        try:
+            answer: dict[str, Any] = {"result": handler(request["event"], context)}
+        except Exception as exc:
+            traceback.print_exc()
+            answer = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        out.write(json.dumps(answer, default=str) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

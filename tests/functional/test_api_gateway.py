@@ -1,0 +1,186 @@
+"""The local API Gateway and Lambda runtime: routing, SigV4, IAM, proxy events, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
+from infra.local.certs import ensure_tls_files
+from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.temporary_credentials import mint_temporary_credential
+
+REGION = "us-east-1"
+INVOKE = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "execute-api:Invoke",
+            "Resource": "arn:aws:execute-api:us-east-1:123456789012:localapi/dev/GET/v1/*",
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[FunctionPool]:
+    spec = FunctionSpec(
+        "EchoFunction",
+        "tests.support.echo_handler.handler",
+        {"ECHO_SETTING": "from-template"},
+        timeout_s=5,
+        max_concurrency=3,
+    )
+    functions = FunctionPool(spec)
+    functions.warm()
+    yield functions
+    functions.close()
+
+
+@pytest.fixture(scope="module")
+def api(pool: FunctionPool, state_dir: Path) -> Iterator[tuple[ApiGateway, CredentialStore, Path]]:
+    tls = ensure_tls_files(state_dir, REGION)
+    store = CredentialStore()
+    routes = [
+        ApiRoute("POST", "/v1/login", "NONE", pool.invoke),
+        ApiRoute("GET", "/v1/channels/{channel+}", "AWS_IAM", pool.invoke),
+    ]
+    gateway = ApiGateway(routes, store, tls.server_context(), throttle=Throttle(0, 0))
+    gateway.start()
+    yield gateway, store, tls.ca_file
+    gateway.stop()
+
+
+def identity(store: CredentialStore, document: dict = INVOKE) -> StoredCredential:
+    credential = mint_temporary_credential(
+        "us-east-1:abc",
+        [[document], []],
+        variables={
+            "cognito-identity.amazonaws.com:sub": "us-east-1:abc",
+            "cognito-identity.amazonaws.com:aud": "us-east-1:pool",
+        },
+    )
+    store.put(credential)
+    return credential
+
+
+def signed_get(url: str, credential: StoredCredential, ca: Path) -> requests.Response:
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(
+        Credentials(
+            credential.access_key_id, credential.secret_access_key, credential.session_token
+        ),
+        "execute-api",
+        REGION,
+    ).add_auth(request)
+    return requests.get(url, headers=dict(request.headers), verify=str(ca), timeout=20)
+
+
+def test_unauthenticated_route_gets_a_proxy_event(api) -> None:
+    gateway, _, ca = api
+    response = requests.post(
+        f"{gateway.url}/v1/login", json={"method": "password"}, verify=str(ca), timeout=20
+    )
+    assert response.status_code == 200
+    body = response.json()
+    event = body["event"]
+    assert event["resource"] == "/v1/login" and event["httpMethod"] == "POST"
+    assert json.loads(event["body"]) == {"method": "password"}
+    assert event["requestContext"]["identity"]["cognitoIdentityId"] is None
+    assert body["env"] == "from-template" and body["function"] == "EchoFunction"
+    assert 0 < body["remaining_ms"] <= 5000
+
+
+def test_iam_route_passes_the_cognito_identity(api) -> None:
+    gateway, store, ca = api
+    credential = identity(store)
+    response = signed_get(
+        f"{gateway.url}/v1/channels/users/us-east-1%3Aabc/todos/changes?after=3", credential, ca
+    )
+    assert response.status_code == 200, response.text
+    event = response.json()["event"]
+    assert event["pathParameters"] == {"channel": "users/us-east-1:abc/todos/changes"}
+    assert event["queryStringParameters"] == {"after": "3"}
+    assert event["requestContext"]["identity"]["cognitoIdentityId"] == "us-east-1:abc"
+    assert event["requestContext"]["identity"]["cognitoIdentityPoolId"] == "us-east-1:pool"
+
+
+def test_iam_route_refuses_unsigned_tampered_and_unpermitted(api) -> None:
+    gateway, store, ca = api
+    url = f"{gateway.url}/v1/channels/public/scores"
+    unsigned = requests.get(url, verify=str(ca), timeout=20)
+    assert unsigned.status_code == 403 and set(unsigned.json()) == {"error", "message"}
+    credential = identity(store)
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(
+        Credentials(credential.access_key_id, "wrong-secret", credential.session_token),
+        "execute-api",
+        REGION,
+    ).add_auth(request)
+    tampered = requests.get(url, headers=dict(request.headers), verify=str(ca), timeout=20)
+    assert tampered.status_code == 403 and tampered.json()["error"] == "signature_mismatch"
+    nothing = identity(
+        store,
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "execute-api:Invoke",
+                    "Resource": "arn:aws:execute-api:us-east-1:123456789012:localapi/dev/POST/*",
+                }
+            ],
+        },
+    )
+    denied = signed_get(url, nothing, ca)
+    assert denied.status_code == 403 and "execute-api:Invoke" in denied.json()["message"]
+
+
+def test_unknown_route_method_and_function_failure(api) -> None:
+    gateway, store, ca = api
+    assert requests.get(f"{gateway.url}/v2/x", verify=str(ca), timeout=20).status_code == 404
+    assert (
+        requests.get(
+            f"https://localhost:{gateway.port}/other/v1/login", verify=str(ca), timeout=20
+        ).status_code
+        == 404
+    )
+    wrong_method = requests.get(f"{gateway.url}/v1/login", verify=str(ca), timeout=20)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]
+    failed = signed_get(f"{gateway.url}/v1/channels/public/scores?fail=1", identity(store), ca)
+    assert failed.status_code == 502 and failed.json()["error"] == "bad_gateway"
+
+
+def test_concurrent_invocations_use_separate_workers(api, pool: FunctionPool) -> None:
+    gateway, store, ca = api
+    credential = identity(store)
+    pids: list[int] = []
+
+    def call() -> None:
+        response = signed_get(f"{gateway.url}/v1/channels/public/scores?sleep=0.5", credential, ca)
+        pids.append(response.json()["pid"])
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(pids)) == 3  # three workers served the overlapping long calls
+    assert time.monotonic() - started < 10
+
+
+def test_throttling_answers_429() -> None:
+    throttle = Throttle(rate=1, burst=2)
+    assert [throttle.take() for _ in range(3)] == [True, True, False]
