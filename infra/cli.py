@@ -49,6 +49,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _gateway_args(gateway)
     demo = commands.add_parser("demo", help="start the local stack and run a scripted session")
     demo.add_argument("--state-dir", type=Path, default=Path(".tidings/local"))
+    deploy = commands.add_parser("deploy", help="deploy infra/template.yaml to AWS")
+    deploy.add_argument("--stack", required=True, help="CloudFormation stack name")
+    deploy.add_argument("--region", default=None, help="AWS region (default: your AWS config)")
+    deploy.add_argument("--stage", default="dev")
+    deploy.add_argument("--dry-run", action="store_true", help="show the change set only")
+    destroy = commands.add_parser("destroy", help="delete a deployed stack")
+    destroy.add_argument("--stack", required=True)
+    destroy.add_argument("--region", default=None)
     return parser
 
 
@@ -65,7 +73,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from infra.demo import run_demo
 
         return run_demo(args.state_dir)
+    if args.command in ("deploy", "destroy"):
+        return _run_deploy(args)
     return 2  # pragma: no cover - argparse refuses unknown commands
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from infra.deploy import DeployError, deploy, destroy, plan_deploy
+
+    try:
+        region = args.region or boto3.session.Session().region_name
+        if not region:
+            print("tidings: no AWS region; pass --region or set AWS_REGION", file=sys.stderr)
+            return 2
+        if args.command == "destroy":
+            destroy(args.stack, region)
+            return 0
+        account = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+        plan = plan_deploy(args.stack, region, args.stage, account)
+        deploy(plan, dry_run=args.dry_run)
+    except (DeployError, ClientError, BotoCoreError) as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_gateway(args: argparse.Namespace) -> int:

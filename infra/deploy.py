@@ -1,0 +1,329 @@
+"""``tidings deploy`` / ``tidings destroy``: the template to a CloudFormation stack.
+
+A deploy is computed as a plan (plain data: the package, its S3 location, the parameters),
+then executed: upload the package, create a change set, show it, execute it while printing
+the stack events as they arrive, and print the outputs. ``--dry-run`` stops after showing the
+change set (and deletes it). The Lambda package is deterministic: sorted entries, fixed
+timestamps and permissions, so the same source gives the same bytes and the same S3 key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DeployError",
+    "DeployPlan",
+    "LambdaPackage",
+    "build_package",
+    "deploy",
+    "destroy",
+    "plan_deploy",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+SOURCE_PACKAGES = ("backend", "auth")
+SOURCE_FILES = ("infra/routes.yaml",)
+LAMBDA_REQUIREMENTS = ROOT / "infra" / "lambda-requirements.txt"
+"""What the Lambda Python runtime lacks (it ships boto3 and botocore)."""
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+Printer = Callable[[str], None]
+
+
+class DeployError(RuntimeError):
+    """A deploy that cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LambdaPackage:
+    """The zip every function runs from."""
+
+    data: bytes
+    sha256: str
+    files: int
+
+    @property
+    def size_kib(self) -> float:
+        """Size in KiB."""
+        return len(self.data) / 1024
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """Everything a deploy will do, before it does any of it."""
+
+    stack: str
+    region: str
+    stage: str
+    bucket: str
+    key: str
+    package: LambdaPackage
+    parameters: dict[str, str] = field(default_factory=dict)
+    template_body: str = ""
+
+
+def _source_entries(root: Path) -> Iterable[tuple[str, Path]]:
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if (
+                path.is_file()
+                and path.suffix in (".py", ".typed", ".yaml", ".json")
+                and ("__pycache__" not in path.parts)
+            ):
+                yield path.relative_to(root).as_posix(), path
+    for name in SOURCE_FILES:
+        yield name, root / name
+
+
+def _dependency_entries(target: Path) -> Iterable[tuple[str, Path]]:
+    for path in sorted(target.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            yield path.relative_to(target).as_posix(), path
+
+
+def install_dependencies(target: Path, requirements: Path = LAMBDA_REQUIREMENTS) -> None:
+    """pip-install the Lambda's extra dependencies for the Lambda platform into ``target``."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        "--platform",
+        "manylinux2014_x86_64",
+        "--implementation",
+        "cp",
+        "--python-version",
+        "3.11",
+        "--only-binary=:all:",
+        "-r",
+        str(requirements),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DeployError(f"installing the Lambda dependencies failed:\n{result.stderr[-2000:]}")
+
+
+def build_package(root: Path = ROOT, *, dependencies_dir: Path | None = None) -> LambdaPackage:
+    """Zip the source (and, if given, an installed dependencies folder) deterministically."""
+    entries = dict(_source_entries(root))
+    if dependencies_dir is not None:
+        for name, path in _dependency_entries(dependencies_dir):
+            entries.setdefault(name, path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, entries[name].read_bytes())
+    data = buffer.getvalue()
+    return LambdaPackage(data, hashlib.sha256(data).hexdigest(), len(entries))
+
+
+def plan_deploy(
+    stack: str,
+    region: str,
+    stage: str,
+    account_id: str,
+    *,
+    with_dependencies: bool = True,
+    extra_parameters: dict[str, str] | None = None,
+    template: Path = TEMPLATE,
+) -> DeployPlan:
+    """Build the package and decide where it goes; no AWS call is made."""
+    if with_dependencies:
+        with tempfile.TemporaryDirectory() as scratch:
+            install_dependencies(Path(scratch))
+            package = build_package(dependencies_dir=Path(scratch))
+    else:
+        package = build_package()
+    bucket = f"tidings-artifacts-{account_id}-{region}"
+    key = f"lambda/{package.sha256}.zip"
+    parameters = {"Stage": stage, "CodeBucket": bucket, "CodeKey": key}
+    parameters.update(extra_parameters or {})
+    return DeployPlan(
+        stack, region, stage, bucket, key, package, parameters, template.read_text(encoding="utf-8")
+    )
+
+
+def _client(service: str, region: str) -> Any:
+    import boto3
+
+    session: Any = boto3.session.Session(region_name=region)
+    return session.client(service)
+
+
+def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        options: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**options)
+
+
+def _stack_exists(cloudformation: Any, stack: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        status = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except ClientError:
+        return False
+    return bool(status != "REVIEW_IN_PROGRESS")
+
+
+def deploy(
+    plan: DeployPlan, *, dry_run: bool = False, out: Printer = print, timeout_s: float = 1800.0
+) -> dict[str, str]:
+    """Execute a plan; returns the stack outputs (empty on a dry run)."""
+    from botocore.exceptions import ClientError
+
+    cloudformation = _client("cloudformation", plan.region)
+    out(
+        f"Package: {plan.package.files} files, {plan.package.size_kib:.0f} KiB "
+        f"(sha256 {plan.package.sha256[:12]})"
+    )
+    try:
+        if not dry_run:
+            s3 = _client("s3", plan.region)
+            _ensure_bucket(s3, plan.bucket, plan.region)
+            s3.put_object(Bucket=plan.bucket, Key=plan.key, Body=plan.package.data)
+            out(f"Uploaded s3://{plan.bucket}/{plan.key}")
+        exists = _stack_exists(cloudformation, plan.stack)
+        change_set = f"tidings-{int(time.time())}"
+        cloudformation.create_change_set(
+            StackName=plan.stack,
+            ChangeSetName=change_set,
+            ChangeSetType="UPDATE" if exists else "CREATE",
+            TemplateBody=plan.template_body,
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(plan.parameters.items())
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        )
+        description = _wait_change_set(cloudformation, plan.stack, change_set, timeout_s)
+    except ClientError as exc:
+        raise DeployError(f"CloudFormation refused the change: {exc}") from exc
+    changes = description.get("Changes", [])
+    out(f"Change set {change_set} ({'update' if exists else 'create'}): {len(changes)} changes")
+    for change in changes:
+        rc = change.get("ResourceChange", {})
+        out(
+            f"  {rc.get('Action', '?'):8} {rc.get('LogicalResourceId', '?'):32} "
+            f"{rc.get('ResourceType', '?')}"
+        )
+    if dry_run:
+        cloudformation.delete_change_set(StackName=plan.stack, ChangeSetName=change_set)
+        if not exists:
+            cloudformation.delete_stack(StackName=plan.stack)
+        out("Dry run: nothing was changed.")
+        return {}
+    if description.get("Status") == "FAILED" and not changes:
+        out("No changes to deploy.")
+        return _outputs(cloudformation, plan.stack)
+    started = time.time()
+    cloudformation.execute_change_set(StackName=plan.stack, ChangeSetName=change_set)
+    status = _follow_events(cloudformation, plan.stack, started, len(changes), out, timeout_s)
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise DeployError(f"stack {plan.stack} ended in {status}; see the events above")
+    outputs = _outputs(cloudformation, plan.stack)
+    try:
+        endpoint = _client("iot", plan.region).describe_endpoint(endpointType="iot:Data-ATS")
+        outputs.setdefault("IotDataEndpoint", endpoint["endpointAddress"])
+    except ClientError as exc:  # pragma: no cover - depends on the account
+        out(f"(could not read the IoT data endpoint: {exc})")
+    for key, value in sorted(outputs.items()):
+        out(f"{key}: {value}")
+    return outputs
+
+
+def destroy(stack: str, region: str, *, out: Printer = print, timeout_s: float = 1800.0) -> None:
+    """Delete the stack and wait until it is gone."""
+    cloudformation = _client("cloudformation", region)
+    if not _stack_exists(cloudformation, stack):
+        out(f"Stack {stack} does not exist.")
+        return
+    started = time.time()
+    cloudformation.delete_stack(StackName=stack)
+    status = _follow_events(cloudformation, stack, started, 0, out, timeout_s)
+    if status not in ("DELETE_COMPLETE", "GONE"):
+        raise DeployError(f"stack {stack} ended in {status}")
+    out(f"Stack {stack} deleted.")
+
+
+def _wait_change_set(cloudformation: Any, stack: str, name: str, timeout_s: float) -> Any:
+    deadline = time.time() + timeout_s
+    while True:
+        description = cloudformation.describe_change_set(StackName=stack, ChangeSetName=name)
+        if description["Status"] in ("CREATE_COMPLETE", "FAILED"):
+            return description
+        if time.time() > deadline:
+            raise DeployError(f"change set {name} was not ready within {timeout_s:.0f} s")
+        time.sleep(1.0)
+
+
+def _follow_events(
+    cloudformation: Any, stack: str, since: float, expected: int, out: Printer, timeout_s: float
+) -> str:
+    from botocore.exceptions import ClientError
+
+    seen: set[str] = set()
+    done: set[str] = set()
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+            events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
+        except ClientError:
+            return "GONE"
+        for event in reversed(events):
+            event_id = event["EventId"]
+            stamp = (
+                event["Timestamp"].timestamp()
+                if hasattr(event["Timestamp"], "timestamp")
+                else since
+            )
+            if event_id in seen or stamp < since - 1:
+                continue
+            seen.add(event_id)
+            status = event.get("ResourceStatus", "")
+            if status.endswith("_COMPLETE") and event["LogicalResourceId"] != stack:
+                done.add(event["LogicalResourceId"])
+            progress = f"[{len(done)}/{expected}]" if expected else f"[{len(done)}]"
+            reason = (
+                f" - {event['ResourceStatusReason']}" if event.get("ResourceStatusReason") else ""
+            )
+            out(
+                f"{progress:9} {status:28} {event['LogicalResourceId']:32} "
+                f"{event.get('ResourceType', '')}{reason}"
+            )
+        status = stacks[0]["StackStatus"]
+        if not status.endswith("_IN_PROGRESS"):
+            return str(status)
+        if time.time() > deadline:
+            raise DeployError(f"stack {stack} still {status} after {timeout_s:.0f} s")
+        time.sleep(float(os.environ.get("TIDINGS_DEPLOY_POLL_S", "2")))
+
+
+def _outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -1,0 +1,356 @@
+"""Reading ``infra/template.yaml`` the way CloudFormation does, for the local stack.
+
+The local stack deploys the template to moto's CloudFormation (tables, queues, roles,
+functions, mappings, IoT policies, API resources) and then runs, from the same template, what
+moto cannot: the functions' code, the stream pump, the API's data plane and the identity pool.
+This module loads the YAML (short-form tags included), resolves intrinsic functions against
+the deployed stack's physical ids, and gives typed views of the resources those parts need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ApiMethod",
+    "EventSourceMapping",
+    "FunctionDef",
+    "Resolver",
+    "Template",
+    "TemplateError",
+    "load_template",
+]
+
+
+class TemplateError(ValueError):
+    """The template cannot be read or uses something the local stack does not support."""
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(name: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[str, Any]]:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        value: Any
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if name == "Fn::GetAtt":
+                value = str(value).split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    return construct
+
+
+for _short, _long in {
+    "Ref": "Ref",
+    "GetAtt": "Fn::GetAtt",
+    "Sub": "Fn::Sub",
+    "Join": "Fn::Join",
+    "Select": "Fn::Select",
+    "Split": "Fn::Split",
+    "If": "Fn::If",
+    "Equals": "Fn::Equals",
+    "Not": "Fn::Not",
+    "And": "Fn::And",
+    "Or": "Fn::Or",
+    "GetAZs": "Fn::GetAZs",
+    "ImportValue": "Fn::ImportValue",
+    "Condition": "Condition",
+    "FindInMap": "Fn::FindInMap",
+}.items():
+    _CfnLoader.add_constructor(f"!{_short}", _tag(_long))
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    """An ``AWS::Lambda::Function``."""
+
+    logical_id: str
+    handler: str
+    role: Any
+    environment: Mapping[str, Any]
+    timeout_s: float
+    memory_mb: int
+    reserved_concurrency: int | None
+
+
+@dataclass(frozen=True)
+class EventSourceMapping:
+    """An ``AWS::Lambda::EventSourceMapping`` from a DynamoDB stream."""
+
+    logical_id: str
+    function: str  # logical id of the function
+    table: str  # logical id of the table whose stream it reads
+    batch_size: int = 100
+    batching_window_s: float = 0.0
+    bisect_on_error: bool = False
+    maximum_retry_attempts: int = -1
+    maximum_record_age_s: int = -1
+    report_batch_item_failures: bool = False
+    on_failure_destination: Any = None
+    starting_position: str = "LATEST"
+    parallelization_factor: int = 1
+
+
+@dataclass(frozen=True)
+class ApiMethod:
+    """An ``AWS::ApiGateway::Method`` with its full resource path."""
+
+    logical_id: str
+    http_method: str
+    resource_path: str
+    authorization: str
+    function: str | None  # logical id of the proxied function
+
+
+@dataclass
+class Template:
+    """A loaded template."""
+
+    body: dict[str, Any]
+    path: Path | None = None
+    resources: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        resources = self.body.get("Resources")
+        if not isinstance(resources, dict) or not resources:
+            raise TemplateError("the template has no Resources")
+        self.resources = resources
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Logical id → resource for every resource of ``resource_type``."""
+        return {k: v for k, v in self.resources.items() if v.get("Type") == resource_type}
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        """A resource's Properties (empty if it has none)."""
+        props = self.resources[logical_id].get("Properties") or {}
+        assert isinstance(props, dict)
+        return props
+
+    def parameter_defaults(self) -> dict[str, str]:
+        """Parameter name → default value (as a string)."""
+        out = {}
+        for name, spec in (self.body.get("Parameters") or {}).items():
+            if "Default" in spec:
+                out[name] = str(spec["Default"])
+        return out
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """DynamoDB tables by logical id."""
+        return {k: self.properties(k) for k in self.of_type("AWS::DynamoDB::Table")}
+
+    def functions(self) -> dict[str, FunctionDef]:
+        """Lambda functions by logical id."""
+        out = {}
+        for logical_id in self.of_type("AWS::Lambda::Function"):
+            props = self.properties(logical_id)
+            env = (props.get("Environment") or {}).get("Variables") or {}
+            out[logical_id] = FunctionDef(
+                logical_id=logical_id,
+                handler=str(props.get("Handler", "")),
+                role=props.get("Role"),
+                environment=env,
+                timeout_s=float(props.get("Timeout", 3)),
+                memory_mb=int(props.get("MemorySize", 128)),
+                reserved_concurrency=props.get("ReservedConcurrentExecutions"),
+            )
+        return out
+
+    def event_source_mappings(self) -> list[EventSourceMapping]:
+        """Stream mappings, with the table and function they connect."""
+        out = []
+        for logical_id in self.of_type("AWS::Lambda::EventSourceMapping"):
+            props = self.properties(logical_id)
+            function = _logical_ref(props.get("FunctionName"), logical_id, "FunctionName")
+            source = props.get("EventSourceArn")
+            if not (
+                isinstance(source, dict)
+                and "Fn::GetAtt" in source
+                and source["Fn::GetAtt"][1] == "StreamArn"
+            ):
+                raise TemplateError(
+                    f"{logical_id}: EventSourceArn must be !GetAtt <Table>.StreamArn"
+                )
+            destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+                "Destination"
+            )
+            out.append(
+                EventSourceMapping(
+                    logical_id=logical_id,
+                    function=function,
+                    table=str(source["Fn::GetAtt"][0]),
+                    batch_size=int(props.get("BatchSize", 100)),
+                    batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
+                    maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+                    maximum_record_age_s=int(props.get("MaximumRecordAgeInSeconds", -1)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (props.get("FunctionResponseTypes") or []),
+                    on_failure_destination=destination,
+                    starting_position=str(props.get("StartingPosition", "LATEST")),
+                    parallelization_factor=int(props.get("ParallelizationFactor", 1)),
+                )
+            )
+        return out
+
+    def api_methods(self) -> list[ApiMethod]:
+        """REST API methods with their paths rebuilt from the resource tree."""
+        resources = self.of_type("AWS::ApiGateway::Resource")
+
+        def path_of(ref: Any) -> str:
+            if isinstance(ref, dict) and "Fn::GetAtt" in ref:
+                return ""  # the RestApi's root resource
+            logical = _logical_ref(ref, "ApiGateway", "ResourceId")
+            props = self.properties(logical)
+            if logical not in resources:
+                raise TemplateError(f"{logical} is not an AWS::ApiGateway::Resource")
+            return path_of(props.get("ParentId")) + "/" + str(props["PathPart"])
+
+        out = []
+        for logical_id in self.of_type("AWS::ApiGateway::Method"):
+            props = self.properties(logical_id)
+            integration = props.get("Integration") or {}
+            function = None
+            uri = integration.get("Uri")
+            if isinstance(uri, dict) and "Fn::Sub" in uri:
+                text = uri["Fn::Sub"] if isinstance(uri["Fn::Sub"], str) else uri["Fn::Sub"][0]
+                start = text.find("functions/${")
+                if start >= 0:
+                    function = text[start + len("functions/${") :].split(".", 1)[0].split("}")[0]
+            out.append(
+                ApiMethod(
+                    logical_id=logical_id,
+                    http_method=str(props.get("HttpMethod", "ANY")),
+                    resource_path=path_of(props.get("ResourceId")) or "/",
+                    authorization=str(props.get("AuthorizationType", "NONE")),
+                    function=function,
+                )
+            )
+        return out
+
+    def stage_throttling(self) -> tuple[float, int]:
+        """(rate limit, burst limit) from the stage's ``/*`` method settings; (0, 0) if none."""
+        for logical_id in self.of_type("AWS::ApiGateway::Stage"):
+            for setting in self.properties(logical_id).get("MethodSettings") or []:
+                if setting.get("ResourcePath") in ("/*", "*") or setting.get("HttpMethod") == "*":
+                    return (
+                        float(setting.get("ThrottlingRateLimit", 0)),
+                        int(setting.get("ThrottlingBurstLimit", 0)),
+                    )
+        return 0.0, 0
+
+    def role_policies(self, logical_id: str) -> list[Any]:
+        """The inline policy documents of an ``AWS::IAM::Role`` (unresolved)."""
+        props = self.properties(logical_id)
+        return [p["PolicyDocument"] for p in props.get("Policies") or []]
+
+
+def _logical_ref(value: Any, where: str, what: str) -> str:
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    raise TemplateError(f"{where}: {what} must be a !Ref or !GetAtt to a resource in the template")
+
+
+def load_template(path: str | Path) -> Template:
+    """Load a CloudFormation YAML template (short-form intrinsic tags supported)."""
+    try:
+        body = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_CfnLoader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateError(f"cannot read template {path}: {exc}") from exc
+    if not isinstance(body, dict):
+        raise TemplateError(f"template {path} is not a mapping")
+    return Template(body, Path(path))
+
+
+@dataclass
+class Resolver:
+    """Resolves intrinsic functions against a deployed stack."""
+
+    parameters: Mapping[str, str]
+    physical_ids: Mapping[str, str]
+    attributes: Mapping[tuple[str, str], str]
+    pseudo: Mapping[str, str]
+
+    def __call__(self, value: Any) -> Any:
+        """Resolve ``value`` recursively."""
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(str(arg))
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                return self._getatt(str(logical), str(attr))
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                separator, items = arg
+                return str(separator).join(str(self(i)) for i in self(items))
+            if key == "Fn::Select":
+                index, items = arg
+                return self(items)[int(self(index))]
+            if key == "Fn::Split":
+                separator, text = arg
+                return str(self(text)).split(str(separator))
+            if key.startswith("Fn::"):
+                raise TemplateError(f"the local stack does not support {key} here")
+        return {k: self(v) for k, v in value.items()}
+
+    def _ref(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.physical_ids:
+            return self.physical_ids[name]
+        raise TemplateError(f"!Ref {name}: no such parameter or resource in the stack")
+
+    def _getatt(self, logical: str, attr: str) -> str:
+        try:
+            return self.attributes[(logical, attr)]
+        except KeyError:
+            raise TemplateError(
+                f"!GetAtt {logical}.{attr} is not known to the local stack"
+            ) from None
+
+    def _sub(self, arg: Any) -> str:
+        if isinstance(arg, list):
+            text, extra = str(arg[0]), {k: str(self(v)) for k, v in arg[1].items()}
+        else:
+            text, extra = str(arg), {}
+        out = []
+        i = 0
+        while i < len(text):
+            start = text.find("${", i)
+            if start < 0:
+                out.append(text[i:])
+                break
+            out.append(text[i:start])
+            end = text.index("}", start)
+            name = text[start + 2 : end]
+            if name.startswith("!"):
+                out.append("${" + name[1:] + "}")
+            elif name in extra:
+                out.append(extra[name])
+            elif "." in name and not name.startswith("AWS::"):
+                logical, attr = name.split(".", 1)
+                out.append(self._getatt(logical, attr))
+            else:
+                out.append(self._ref(name))
+            i = end + 1
+        return "".join(out)
