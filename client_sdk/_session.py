@@ -1,0 +1,207 @@
+"""Signing in and keeping temporary AWS credentials fresh.
+
+``POST /v1/login`` returns an OpenID token for the user's Cognito identity; the token is
+exchanged with ``GetCredentialsForIdentity`` (an unsigned JSON call) for temporary AWS
+credentials. :class:`CredentialSource` refreshes them before they expire and signs in again
+when the token itself runs out, so every reconnect and every API call signs with valid
+credentials. The clock is injected so the lifecycle is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from client_sdk._errors import BadRequest, LoginError, RateLimited, ServiceUnavailable
+from client_sdk._http import request_json
+
+__all__ = ["AwsCredentials", "CredentialSource", "LoginResult", "login"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What ``/v1/login`` answered."""
+
+    identity_id: str
+    token: str
+    expires_at: float
+    region: str
+    identity_pool_id: str
+    iot_endpoint: str
+    iot_port: int
+    topic_prefix: str
+    api_url: str
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Temporary credentials and when they expire (epoch seconds)."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: float
+
+
+def _parse_time(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def login(
+    api_url: str, body: Mapping[str, Any], context: ssl.SSLContext | None, timeout: float = 30.0
+) -> LoginResult:
+    """Sign in; raises :class:`LoginError` (or :class:`RateLimited`) when refused."""
+    url = api_url.rstrip("/") + "/v1/login"
+    try:
+        response = request_json(
+            "POST",
+            url,
+            body=json.dumps(dict(body)).encode(),
+            headers={"Content-Type": "application/json"},
+            context=context,
+            timeout=timeout,
+        )
+    except OSError as exc:
+        raise ServiceUnavailable(f"cannot reach {url}: {exc}") from exc
+    answer = response.body if isinstance(response.body, dict) else {}
+    message = str(answer.get("message") or f"login answered HTTP {response.status}")
+    if response.status == 429:
+        raise RateLimited(message, float(response.headers.get("retry-after", "60")))
+    if response.status in (401, 403):
+        raise LoginError(message)
+    if response.status == 400:
+        raise BadRequest(message)
+    if response.status != 200:
+        raise ServiceUnavailable(message)
+    try:
+        iot = answer["iot"]
+        return LoginResult(
+            identity_id=answer["identityId"],
+            token=answer["token"],
+            expires_at=_parse_time(answer["expiresAt"]),
+            region=answer["region"],
+            identity_pool_id=answer.get("identityPoolId", ""),
+            iot_endpoint=iot["endpoint"],
+            iot_port=int(iot.get("port", 443)),
+            topic_prefix=iot["topicPrefix"],
+            api_url=answer["api"]["url"],
+            channels=tuple(answer.get("channels") or ()),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ServiceUnavailable(f"the login answer is missing {exc}") from exc
+
+
+class CredentialSource:
+    """Current credentials for the signed-in identity, refreshed ahead of expiry."""
+
+    def __init__(
+        self,
+        api_url: str,
+        login_body: Mapping[str, Any],
+        *,
+        context: ssl.SSLContext | None,
+        cognito_endpoint: str | None = None,
+        refresh_margin_s: float = 300.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.api_url = api_url
+        self._login_body = dict(login_body)
+        self._context = context
+        self._cognito_endpoint = cognito_endpoint
+        self.refresh_margin_s = refresh_margin_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._session: LoginResult | None = None
+        self._credentials: AwsCredentials | None = None
+        self.logins = 0
+        self.refreshes = 0
+
+    @property
+    def session(self) -> LoginResult:
+        """The current login (signing in first if needed)."""
+        with self._lock:
+            return self._ensure_session()
+
+    def _ensure_session(self) -> LoginResult:
+        session = self._session
+        if session is None or session.expires_at - self.refresh_margin_s <= self.clock():
+            session = login(self.api_url, self._login_body, self._context)
+            self._session = session
+            self.logins += 1
+        return session
+
+    def cognito_endpoint(self, region: str) -> str:
+        """Where ``GetCredentialsForIdentity`` goes."""
+        return self._cognito_endpoint or f"https://cognito-identity.{region}.amazonaws.com/"
+
+    def get(self) -> AwsCredentials:
+        """Credentials valid for at least the refresh margin (refreshing if needed)."""
+        with self._lock:
+            credentials = self._credentials
+            if credentials is not None and (
+                credentials.expiration - self.refresh_margin_s > self.clock()
+            ):
+                return credentials
+            session = self._ensure_session()
+            try:
+                credentials = self._exchange(session)
+            except LoginError:
+                # the token was refused (expired early, identity reset): sign in again once
+                self._session = None
+                session = self._ensure_session()
+                credentials = self._exchange(session)
+            self._credentials = credentials
+            self.refreshes += 1
+            return credentials
+
+    def invalidate(self) -> None:
+        """Forget the cached credentials (after a 403 that says they are expired)."""
+        with self._lock:
+            self._credentials = None
+
+    def _exchange(self, session: LoginResult) -> AwsCredentials:
+        body = json.dumps(
+            {
+                "IdentityId": session.identity_id,
+                "Logins": {"cognito-identity.amazonaws.com": session.token},
+            }
+        ).encode()
+        url = self.cognito_endpoint(session.region)
+        try:
+            response = request_json(
+                "POST",
+                url,
+                body=body,
+                context=self._context,
+                headers={
+                    "Content-Type": "application/x-amz-json-1.1",
+                    "X-Amz-Target": "AWSCognitoIdentityService.GetCredentialsForIdentity",
+                },
+            )
+        except OSError as exc:
+            raise ServiceUnavailable(f"cannot reach {url}: {exc}") from exc
+        answer = response.body if isinstance(response.body, dict) else {}
+        if response.status != 200:
+            kind = str(answer.get("__type", ""))
+            message = str(answer.get("message") or f"HTTP {response.status}")
+            if "NotAuthorized" in kind or response.status in (400, 401, 403):
+                raise LoginError(f"GetCredentialsForIdentity refused the token: {message}")
+            raise ServiceUnavailable(f"GetCredentialsForIdentity failed: {message}")
+        raw = answer["Credentials"]
+        return AwsCredentials(
+            raw["AccessKeyId"],
+            raw["SecretKey"],
+            raw["SessionToken"],
+            _parse_time(raw["Expiration"]),
+        )

@@ -1,0 +1,253 @@
+"""Push transports: MQTT 5 over a SigV4 WebSocket (awscrt), and AWSIoTPythonSDK for legacy.
+
+Both present the same small interface to the client: ``start``, ``subscribe`` (raises
+:class:`~client_sdk.AccessDenied` when the broker refuses), ``unsubscribe``, ``stop``, and
+callbacks for messages and for connection changes. Reconnects use jittered exponential
+backoff and sign every attempt with fresh credentials from the credential source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from client_sdk._errors import AccessDenied, ServiceUnavailable
+from client_sdk._session import CredentialSource
+
+__all__ = ["Mqtt5Transport", "PushTransport", "TransportEvents", "V1Transport"]
+
+SUBACK_TIMEOUT_S = 15.0
+
+
+class TransportEvents(Protocol):
+    """Callbacks a transport makes (from its own threads)."""
+
+    def on_message(self, topic: str, payload: bytes) -> None: ...
+    def on_connected(self, transport: PushTransport) -> None: ...
+    def on_disconnected(self, transport: PushTransport, reason: str) -> None: ...
+    def on_connect_failed(self, transport: PushTransport, reason: str) -> None: ...
+
+
+class PushTransport(Protocol):
+    """What the client needs from a push transport."""
+
+    client_id: str
+
+    def start(self) -> None: ...
+    def subscribe(self, topic: str) -> None: ...
+    def unsubscribe(self, topic: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+def new_client_id(identity_id: str) -> str:
+    """A client id the identity's policy allows (``<identityId>-…``), unique per connection."""
+    return f"{identity_id}-{uuid.uuid4().hex[:12]}"
+
+
+class Mqtt5Transport:
+    """awsiotsdk's MQTT 5 client over a SigV4-signed WebSocket."""
+
+    def __init__(
+        self,
+        events: TransportEvents,
+        credentials: CredentialSource,
+        *,
+        endpoint: str,
+        port: int,
+        region: str,
+        ca_file: str | None,
+        client_id: str,
+        min_backoff_ms: int = 500,
+        max_backoff_ms: int = 20_000,
+        keep_alive_s: int = 60,
+    ) -> None:
+        from awscrt import auth, mqtt5
+        from awsiot import mqtt5_client_builder
+
+        self.client_id = client_id
+        self._events = events
+        self._mqtt5 = mqtt5
+
+        def fresh() -> Any:
+            creds = credentials.get()
+            return auth.AwsCredentials(
+                creds.access_key_id, creds.secret_access_key, creds.session_token
+            )
+
+        options: dict[str, Any] = {}
+        if ca_file:
+            options["ca_filepath"] = ca_file
+        self._client = mqtt5_client_builder.websockets_with_default_aws_signing(
+            region=region,
+            credentials_provider=auth.AwsCredentialsProvider.new_delegate(fresh),
+            endpoint=endpoint,
+            port=port,
+            client_id=client_id,
+            keep_alive_interval_sec=keep_alive_s,
+            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+            retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
+            min_reconnect_delay_ms=min_backoff_ms,
+            max_reconnect_delay_ms=max_backoff_ms,
+            on_publish_received=self._on_publish,
+            on_lifecycle_connection_success=lambda _d: events.on_connected(self),
+            on_lifecycle_connection_failure=self._on_failure,
+            on_lifecycle_disconnection=self._on_disconnection,
+            enable_metrics_collection=False,
+            **options,
+        )
+
+    def _on_publish(self, data: Any) -> None:
+        packet = data.publish_packet
+        self._events.on_message(packet.topic, bytes(packet.payload))
+
+    def _on_failure(self, data: Any) -> None:
+        self._events.on_connect_failed(self, repr(getattr(data, "exception", data)))
+
+    def _on_disconnection(self, data: Any) -> None:
+        packet = getattr(data, "disconnect_packet", None)
+        reason = repr(packet.reason_code) if packet is not None else repr(data.exception)
+        self._events.on_disconnected(self, reason)
+
+    def start(self) -> None:
+        """Begin connecting (and keep reconnecting) in the background."""
+        self._client.start()
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe at QoS 1; :class:`AccessDenied` if the broker refuses."""
+        mqtt5 = self._mqtt5
+        packet = mqtt5.SubscribePacket(
+            subscriptions=[mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)]
+        )
+        try:
+            suback = self._client.subscribe(packet).result(SUBACK_TIMEOUT_S)
+        except Exception as exc:
+            raise ServiceUnavailable(f"SUBSCRIBE {topic} did not complete: {exc}") from exc
+        for code in suback.reason_codes:
+            if int(code) >= 0x80:
+                raise AccessDenied(f"not allowed to subscribe to {topic} (reason {code!r})")
+
+    def unsubscribe(self, topic: str) -> None:
+        """Unsubscribe (best effort)."""
+        with contextlib.suppress(Exception):
+            self._client.unsubscribe(self._mqtt5.UnsubscribePacket(topic_filters=[topic])).result(
+                SUBACK_TIMEOUT_S
+            )
+
+    def stop(self) -> None:
+        """Disconnect and stop reconnecting."""
+        stopped = threading.Event()
+        self._client.on_lifecycle_stopped = lambda _d: stopped.set()
+        self._client.stop()
+
+
+class V1Transport:
+    """AWSIoTPythonSDK 1.x in websocket mode (legacy devices and Greengrass v1 cores)."""
+
+    def __init__(
+        self,
+        events: TransportEvents,
+        credentials: CredentialSource,
+        *,
+        endpoint: str,
+        port: int,
+        region: str,
+        ca_file: str | None,
+        client_id: str,
+        min_backoff_ms: int = 500,
+        max_backoff_ms: int = 20_000,
+        keep_alive_s: int = 60,
+    ) -> None:
+        from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
+
+        self.client_id = client_id
+        self._events = events
+        self._credentials = credentials
+        self._keep_alive_s = keep_alive_s
+        client = AWSIoTMQTTClient(client_id, useWebsocket=True)
+        if ".iot." in endpoint and ".amazonaws." in endpoint:
+            client.configureEndpoint(endpoint, port)
+        else:
+            # The SDK only accepts AWS-style host names; a local endpoint is reached through a
+            # socket factory while TLS checks the AWS-style name the local certificate carries.
+            client.configureEndpoint(f"local-ats.iot.{region}.amazonaws.com", port)
+            client.configureSocketFactory(lambda: socket.create_connection((endpoint, port)))
+        client.configureCredentials(ca_file or _default_ca())
+        client.configureAutoReconnectBackoffTime(
+            max(1, min_backoff_ms // 1000), max(2, max_backoff_ms // 1000), 20
+        )
+        client.configureOfflinePublishQueueing(0)
+        client.configureConnectDisconnectTimeout(10)
+        client.configureMQTTOperationTimeout(SUBACK_TIMEOUT_S)
+        client.onOnline = lambda: events.on_connected(self)
+        client.onOffline = self._offline
+        self._client = client
+        self._refresh_credentials()
+
+    def _refresh_credentials(self) -> None:
+        creds = self._credentials.get()
+        self._client.configureIAMCredentials(
+            creds.access_key_id, creds.secret_access_key, creds.session_token
+        )
+
+    def _offline(self) -> None:
+        # the SDK reconnects with whatever credentials it holds: give it fresh ones first
+        try:
+            self._refresh_credentials()
+        finally:
+            self._events.on_disconnected(self, "offline")
+
+    def start(self) -> None:
+        """Connect in the background (the SDK reconnects by itself afterwards)."""
+
+        def connect() -> None:
+            try:
+                self._refresh_credentials()
+                self._client.connect(keepAliveIntervalSecond=self._keep_alive_s)
+            except Exception as exc:
+                self._events.on_connect_failed(self, repr(exc))
+
+        threading.Thread(target=connect, daemon=True, name="tidings-v1-connect").start()
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe at QoS 1; :class:`AccessDenied` if the broker refuses."""
+
+        def deliver(_client: Any, _userdata: Any, message: Any) -> None:
+            self._events.on_message(message.topic, bytes(message.payload))
+
+        from AWSIoTPythonSDK.exception.AWSIoTExceptions import subackError
+
+        try:
+            ok = self._client.subscribe(topic, 1, deliver)
+        except subackError as exc:
+            raise AccessDenied(f"not allowed to subscribe to {topic} (SUBACK 0x80)") from exc
+        except Exception as exc:
+            raise ServiceUnavailable(f"SUBSCRIBE {topic} did not complete: {exc}") from exc
+        if not ok:
+            raise ServiceUnavailable(f"SUBSCRIBE {topic} was queued while offline")
+
+    def unsubscribe(self, topic: str) -> None:
+        """Unsubscribe (best effort)."""
+        with contextlib.suppress(Exception):
+            self._client.unsubscribe(topic)
+
+    def stop(self) -> None:
+        """Disconnect."""
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+
+
+def _default_ca() -> str:
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    found = paths.cafile or paths.openssl_cafile
+    if not found:
+        raise ServiceUnavailable("no CA file: pass ca_file= (AWSIoTPythonSDK needs one)")
+    return found
+
+
+TransportFactory = Callable[..., PushTransport]
