@@ -236,11 +236,12 @@ class Tidings:
     async def _aiter(self, channel: str, after: int | None) -> AsyncIterator[Change]:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Change] = asyncio.Queue()
+
+        def deliver(change: Change) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, change)
+
         subscription = await loop.run_in_executor(
-            None,
-            lambda: self.subscribe(
-                channel, lambda c: loop.call_soon_threadsafe(inbox.put_nowait, c), after
-            ),
+            None, lambda: self.subscribe(channel, deliver, after)
         )
         try:
             while True:
