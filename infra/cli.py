@@ -57,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     destroy = commands.add_parser("destroy", help="delete a deployed stack")
     destroy.add_argument("--stack", required=True)
     destroy.add_argument("--region", default=None)
+    from infra.users_command import add_users_parser
+
+    add_users_parser(commands)
     return parser
 
 
@@ -75,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.state_dir)
     if args.command in ("deploy", "destroy"):
         return _run_deploy(args)
+    if args.command == "users":
+        from infra.users_command import run_users
+
+        return run_users(args)
     return 2  # pragma: no cover - argparse refuses unknown commands
 
 
@@ -93,7 +100,11 @@ def _run_deploy(args: argparse.Namespace) -> int:
             destroy(args.stack, region)
             return 0
         account = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
-        plan = plan_deploy(args.stack, region, args.stage, account)
+        from infra.deploy import iot_data_endpoint
+
+        plan = plan_deploy(
+            args.stack, region, args.stage, account, iot_endpoint=iot_data_endpoint(region)
+        )
         deploy(plan, dry_run=args.dry_run)
     except (DeployError, ClientError, BotoCoreError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)

@@ -145,6 +145,7 @@ def plan_deploy(
     with_dependencies: bool = True,
     extra_parameters: dict[str, str] | None = None,
     template: Path = TEMPLATE,
+    iot_endpoint: str | None = None,
 ) -> DeployPlan:
     """Build the package and decide where it goes; no AWS call is made."""
     if with_dependencies:
@@ -156,10 +157,18 @@ def plan_deploy(
     bucket = f"tidings-artifacts-{account_id}-{region}"
     key = f"lambda/{package.sha256}.zip"
     parameters = {"Stage": stage, "CodeBucket": bucket, "CodeKey": key}
+    if iot_endpoint:
+        parameters["IotEndpoint"] = iot_endpoint
     parameters.update(extra_parameters or {})
     return DeployPlan(
         stack, region, stage, bucket, key, package, parameters, template.read_text(encoding="utf-8")
     )
+
+
+def iot_data_endpoint(region: str) -> str:
+    """The account's ATS IoT data endpoint (clients connect there)."""
+    endpoint = _client("iot", region).describe_endpoint(endpointType="iot:Data-ATS")
+    return str(endpoint["endpointAddress"])
 
 
 def _client(service: str, region: str) -> Any:

@@ -56,7 +56,14 @@ def test_package_is_deterministic_and_contains_the_code() -> None:
 
 def test_deploy_to_moto_creates_the_stack(moto_env: str) -> None:
     lines: list[str] = []
-    plan = plan_deploy("tidings-test", REGION, "test", "123456789012", with_dependencies=False)
+    plan = plan_deploy(
+        "tidings-test",
+        REGION,
+        "test",
+        "123456789012",
+        with_dependencies=False,
+        iot_endpoint="example-ats.iot.us-east-1.amazonaws.com",
+    )
     outputs = deploy(plan, out=lines.append)
     text = "\n".join(lines)
     assert "Uploaded s3://" in text and "CREATE_COMPLETE" in text
@@ -85,7 +92,14 @@ def test_deploy_to_moto_creates_the_stack(moto_env: str) -> None:
         "backend.publisher_handler.lambda_handler",
     ]
     # a second deploy of the same code is an update, and the package key is unchanged
-    again = plan_deploy("tidings-test", REGION, "test", "123456789012", with_dependencies=False)
+    again = plan_deploy(
+        "tidings-test",
+        REGION,
+        "test",
+        "123456789012",
+        with_dependencies=False,
+        iot_endpoint="example-ats.iot.us-east-1.amazonaws.com",
+    )
     assert again.key == plan.key
     destroy("tidings-test", REGION, out=lines.append)
     assert "deleted" in lines[-1]
@@ -93,7 +107,14 @@ def test_deploy_to_moto_creates_the_stack(moto_env: str) -> None:
 
 def test_dry_run_changes_nothing(moto_env: str) -> None:
     lines: list[str] = []
-    plan = plan_deploy("tidings-dry", REGION, "dev", "123456789012", with_dependencies=False)
+    plan = plan_deploy(
+        "tidings-dry",
+        REGION,
+        "dev",
+        "123456789012",
+        with_dependencies=False,
+        iot_endpoint="example-ats.iot.us-east-1.amazonaws.com",
+    )
     assert deploy(plan, dry_run=True, out=lines.append) == {}
     assert any("Add" in line and "TodosTable" in line for line in lines)
     cfn = boto3.client("cloudformation", region_name=REGION)

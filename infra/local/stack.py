@@ -1,0 +1,523 @@
+"""``tidings up``: the whole AWS path on 127.0.0.1, built from ``infra/template.yaml``.
+
+1. moto in server mode is the control plane; the template is deployed to its CloudFormation
+   exactly as ``tidings deploy`` sends it to AWS (tables, streams, queues, roles, functions,
+   mappings, API resources).
+2. What moto cannot run comes from the same template, resolved against the deployed stack:
+   the identity pool (local Cognito Identity + STS), the IoT data plane (the gateway), the
+   API's data plane (routes and their auth, stage throttling), the functions (the
+   repository's own handlers, each in worker processes with its template environment and
+   credentials of its template role, so its IAM policy is enforced by the local services),
+   and the event source mappings (the stream pump, with the mapping's settings and its
+   on-failure destination).
+3. The endpoints are written to ``.tidings/local.env`` for any shell or tool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
+from infra.local.broker import BrokerConfig
+from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.gateway import GatewayConfig
+from infra.local.identity_service import (
+    IdentityPool,
+    IdentityServiceConfig,
+    IdentityServiceThread,
+    iot_control_plane_policies,
+    mirror_identities_into_moto,
+)
+from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.runner import GatewayThread
+from infra.local.stream_pump import MappingSettings, StreamPump
+from infra.local.template_model import Resolver, Template, load_template
+from infra.local.temporary_credentials import mint_temporary_credential
+
+__all__ = ["LocalStack", "StackConfig"]
+
+log = logging.getLogger("tidings.up")
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT_ID = "123456789012"  # moto's default account
+MOTO_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack listens and what it deploys."""
+
+    template: Path = ROOT / "infra" / "template.yaml"
+    state_dir: Path = Path(".tidings")
+    region: str = "us-east-1"
+    stage: str = "dev"
+    stack_name: str = "tidings-local"
+    gateway_port: int = 8443
+    api_port: int = 8444
+    identity_port: int = 8445
+    moto_port: int = 8446
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Template parameter overrides (e.g. ``RetentionSeconds``)."""
+    credential_lifetime_s: float = 3600.0
+    broker: BrokerConfig | None = None
+    function_concurrency: int = 8
+
+    @property
+    def env_file(self) -> Path:
+        """The sourceable endpoints file."""
+        return self.state_dir / "local.env"
+
+
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop` (or use it as a context manager)."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.template: Template = load_template(config.template)
+        self.credentials = CredentialStore()
+        self.env: dict[str, str] = {}
+        self.functions: dict[str, FunctionPool] = {}
+        self.pumps: list[StreamPump] = []
+        self.physical_ids: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
+        self.tables: dict[str, str] = {}
+        self.dead_letter_queue_url: str | None = None
+        self._moto: Any = None
+        self._gateway: GatewayThread | None = None
+        self._identity: IdentityServiceThread | None = None
+        self._api: ApiGateway | None = None
+        self._stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Bring everything up; raises ``OSError`` naming the port if one is busy."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        config = self.config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        _check_port(config.moto_port, "moto (AWS control planes)")
+        self._moto = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=config.moto_port, verbose=False
+        )
+        self._moto.start()
+        _, moto_port = self._moto.get_host_and_port()
+        self.moto_url = f"http://127.0.0.1:{moto_port}"
+
+        broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
+        self._gateway = GatewayThread(
+            GatewayConfig(
+                port=config.gateway_port, state_dir=config.state_dir / "local", broker=broker
+            ),
+            self.credentials,
+        )
+        gateway = self._gateway.start()
+        self.ca_file = str(gateway.ca_file)
+        self.iot_port = gateway.port
+
+        self._deploy_to_moto()
+        resolver = self._resolver()
+        self._start_identity(resolver)
+        self._start_api_and_functions(resolver)
+        self._start_pumps()
+        self._write_env_file()
+
+    def stop(self) -> None:
+        """Stop everything that was started (safe to call twice)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for pump in self.pumps:
+            pump.stop()
+        if self._api is not None:
+            self._api.stop()
+        for pool in self.functions.values():
+            pool.close()
+        if self._identity is not None:
+            self._identity.stop()
+        if self._gateway is not None and self._gateway.gateway is not None:
+            self._gateway.stop()
+        if self._moto is not None:
+            self._moto.stop()
+
+    # ------------------------------------------------------------------ moto
+    def client(self, service: str) -> Any:
+        """A boto3 client for one of moto's services."""
+        import boto3
+
+        session: Any = boto3.session.Session(
+            region_name=self.config.region,
+            **{
+                "aws_access_key_id": MOTO_KEYS["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
+            },
+        )
+        return session.client(service, endpoint_url=self.moto_url)
+
+    def _deploy_to_moto(self) -> None:
+        from infra.deploy import build_package
+
+        package = build_package()
+        bucket, key = "tidings-local-artifacts", f"lambda/{package.sha256}.zip"
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=package.data)
+        self.parameters = {
+            **self.template.parameter_defaults(),
+            "Stage": self.config.stage,
+            "CodeBucket": bucket,
+            "CodeKey": key,
+            "IotEndpoint": "localhost",
+            "IotPort": str(self.iot_port),
+            **self.config.parameters,
+        }
+        declared = set((self.template.body.get("Parameters") or {}).keys())
+        cloudformation = self.client("cloudformation")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # moto warns about the types it skips
+            cloudformation.create_stack(
+                StackName=self.config.stack_name,
+                TemplateBody=self.template.path.read_text() if self.template.path else "",
+                Parameters=[
+                    {"ParameterKey": k, "ParameterValue": v}
+                    for k, v in self.parameters.items()
+                    if k in declared
+                ],
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            )
+            deadline = time.time() + 120
+            while True:
+                stack = cloudformation.describe_stacks(StackName=self.config.stack_name)
+                status = stack["Stacks"][0]["StackStatus"]
+                if not status.endswith("_IN_PROGRESS"):
+                    break
+                if time.time() > deadline:
+                    raise RuntimeError("moto's CloudFormation did not finish in 120 s")
+                time.sleep(0.2)
+        if status != "CREATE_COMPLETE":
+            raise RuntimeError(f"the template failed to deploy locally: {status}")
+        self._detach_moto_stream_invocations()
+        for resource in cloudformation.describe_stack_resources(StackName=self.config.stack_name)[
+            "StackResources"
+        ]:
+            if "LogicalResourceId" in resource and resource.get("PhysicalResourceId"):
+                self.physical_ids[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+
+    def _detach_moto_stream_invocations(self) -> None:
+        """Stop moto from running the mappings itself: the stream pump does that.
+
+        moto tries to invoke a mapped function through Docker on every stream write (spawning
+        ``curl`` each time) and empties the stream when that succeeds; the mappings stay
+        registered in its Lambda API, but the records are left to the pump.
+        """
+        from moto.dynamodb.models import dynamodb_backends
+
+        backend = dynamodb_backends[ACCOUNT_ID][self.config.region]
+        for table in backend.tables.values():
+            table.lambda_event_source_mappings.clear()
+
+    def _resolver(self) -> Resolver:
+        region, account = self.config.region, ACCOUNT_ID
+        attributes: dict[tuple[str, str], str] = {}
+        dynamodb = self.client("dynamodb")
+        for logical in self.template.tables():
+            name = self.physical_ids[logical]
+            self.tables[logical] = name
+            table = dynamodb.describe_table(TableName=name)["Table"]
+            attributes[(logical, "Arn")] = table["TableArn"]
+            if "LatestStreamArn" in table:
+                attributes[(logical, "StreamArn")] = table["LatestStreamArn"]
+        for logical, resource in self.template.resources.items():
+            kind = resource["Type"]
+            physical = self.physical_ids.get(logical)
+            if kind == "AWS::IAM::Role" and physical:
+                attributes[(logical, "Arn")] = f"arn:aws:iam::{account}:role/{physical}"
+            elif kind == "AWS::Lambda::Function" and physical:
+                attributes[(logical, "Arn")] = (
+                    f"arn:aws:lambda:{region}:{account}:function:{physical}"
+                )
+            elif kind == "AWS::SQS::Queue" and physical:
+                name = physical.rsplit("/", 1)[-1]
+                attributes[(logical, "Arn")] = f"arn:aws:sqs:{region}:{account}:{name}"
+                attributes[(logical, "QueueName")] = name
+                self.dead_letter_queue_url = self.dead_letter_queue_url or physical.replace(
+                    "https://sqs.us-east-1.amazonaws.com", self.moto_url
+                )
+            elif kind == "AWS::Cognito::IdentityPool":
+                # moto skips identity pools: the local identity service owns this one
+                self.physical_ids[logical] = f"{region}:{uuid.uuid5(uuid.NAMESPACE_URL, logical)}"
+        return Resolver(
+            parameters=self.parameters,
+            physical_ids=self.physical_ids,
+            attributes=attributes,
+            pseudo={
+                "AWS::Region": region,
+                "AWS::AccountId": account,
+                "AWS::StackName": self.config.stack_name,
+                "AWS::Partition": "aws",
+                "AWS::URLSuffix": "amazonaws.com",
+            },
+        )
+
+    # ------------------------------------------------------------------ identity
+    def _role_documents(self, resolver: Resolver, logical: str) -> list[dict[str, Any]]:
+        return [resolver(doc) for doc in self.template.role_policies(logical)]
+
+    def _start_identity(self, resolver: Resolver) -> None:
+        pools = []
+        roles: dict[str, list[dict[str, Any]]] = {}
+        for logical in self.template.of_type("AWS::IAM::Role"):
+            arn = resolver({"Fn::GetAtt": [logical, "Arn"]})
+            roles[arn] = self._role_documents(resolver, logical)
+        for logical in self.template.of_type("AWS::Cognito::IdentityPool"):
+            props = self.template.properties(logical)
+            attachment_role = None
+            for att in self.template.of_type("AWS::Cognito::IdentityPoolRoleAttachment"):
+                att_props = self.template.properties(att)
+                if att_props.get("IdentityPoolId") == {"Ref": logical}:
+                    attachment_role = resolver((att_props.get("Roles") or {}).get("authenticated"))
+            if attachment_role is None:
+                raise RuntimeError(f"{logical} has no authenticated role attached")
+            pools.append(
+                IdentityPool(
+                    pool_id=self.physical_ids[logical],
+                    developer_provider=str(resolver(props.get("DeveloperProviderName"))),
+                    authenticated_role_arn=str(attachment_role),
+                )
+            )
+        self._identity = IdentityServiceThread(
+            IdentityServiceConfig(
+                pools=tuple(pools),
+                roles=roles,
+                region=self.config.region,
+                account_id=ACCOUNT_ID,
+                port=self.config.identity_port,
+                credential_lifetime_s=self.config.credential_lifetime_s,
+                # moto's state is in memory, so identities start afresh with it every time
+                state_dir=None,
+            ),
+            self.credentials,
+            iot_policies=iot_control_plane_policies(self.client("iot")),
+            on_new_identity=mirror_identities_into_moto(ACCOUNT_ID),
+        ).start()
+        self.identity_url = f"http://127.0.0.1:{self._identity.port}"
+
+    # ------------------------------------------------------------------ functions and API
+    def _function_env(self, resolver: Resolver, function: Any) -> dict[str, str]:
+        env = {k: str(resolver(v)) for k, v in function.environment.items()}
+        role_logical = function.role["Fn::GetAtt"][0]
+        credential = mint_temporary_credential(
+            f"{self.physical_ids.get(role_logical, role_logical)}/{function.logical_id}",
+            [self._role_documents(resolver, role_logical)],
+            lifetime_s=12 * 3600,
+        )
+        self.credentials.put(credential)
+        env.update(self.aws_env())
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": credential.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": credential.secret_access_key,
+                "AWS_SESSION_TOKEN": credential.session_token or "",
+            }
+        )
+        if "TIDINGS_API_URL" in env:
+            env["TIDINGS_API_URL"] = self.api_url
+        return env
+
+    def aws_env(self) -> dict[str, str]:
+        """The standard AWS endpoint settings that point boto3 at the local stack."""
+        region = self.config.region
+        return {
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.moto_url,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.moto_url,
+            "AWS_ENDPOINT_URL_SQS": self.moto_url,
+            "AWS_ENDPOINT_URL_S3": self.moto_url,
+            "AWS_ENDPOINT_URL_IOT": self.moto_url,
+            "AWS_ENDPOINT_URL_CLOUDFORMATION": self.moto_url,
+            "AWS_ENDPOINT_URL_LAMBDA": self.moto_url,
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY": self.identity_url,
+            "AWS_ENDPOINT_URL_STS": self.identity_url,
+            "AWS_ENDPOINT_URL_IOT_DATA_PLANE": f"https://localhost:{self.iot_port}",
+            "AWS_CA_BUNDLE": self.ca_file,
+        }
+
+    def _start_api_and_functions(self, resolver: Resolver) -> None:
+        stage = self.config.stage
+        rate, burst = self.template.stage_throttling()
+        from infra.local.certs import TlsFiles
+
+        tls = TlsFiles(
+            Path(self.ca_file),
+            Path(self.ca_file).with_name("server.pem"),
+            Path(self.ca_file).with_name("server.key"),
+        )
+        api_logical = next(iter(self.template.of_type("AWS::ApiGateway::RestApi")))
+        _check_port(self.config.api_port, "the API gateway")
+        routes: list[ApiRoute] = []
+        self._api = ApiGateway(
+            routes,
+            self.credentials,
+            tls.server_context(),
+            region=self.config.region,
+            account_id=ACCOUNT_ID,
+            api_id=self.physical_ids[api_logical],
+            stage=stage,
+            port=self.config.api_port,
+            throttle=Throttle(rate, int(burst)),
+        )
+        self.api_url = self._api.url
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
+        for logical, function in self.template.functions().items():
+            spec = FunctionSpec(
+                name=self.physical_ids.get(logical, logical),
+                handler=function.handler,
+                environment=self._function_env(resolver, function),
+                timeout_s=function.timeout_s,
+                memory_mb=function.memory_mb,
+                max_concurrency=function.reserved_concurrency or self.config.function_concurrency,
+            )
+            pool = FunctionPool(spec, base_env)
+            pool.warm()
+            self.functions[logical] = pool
+        for method in self.template.api_methods():
+            if method.function is None or method.function not in self.functions:
+                continue
+            routes.append(
+                ApiRoute(
+                    method.http_method,
+                    method.resource_path,
+                    method.authorization,
+                    self.functions[method.function].invoke,
+                )
+            )
+        self._api.routes = routes
+        self._api.start()
+
+    # ------------------------------------------------------------------ streams
+    def _start_pumps(self) -> None:
+        import boto3
+        from botocore.config import Config
+
+        session: Any = boto3.session.Session(
+            region_name=self.config.region, aws_access_key_id="local", aws_secret_access_key="local"
+        )
+        for mapping in self.template.event_source_mappings():
+            table = self.tables[mapping.table]
+            stream_arn = self.client("dynamodb").describe_table(TableName=table)["Table"][
+                "LatestStreamArn"
+            ]
+            streams = session.client(
+                "dynamodbstreams",
+                endpoint_url=self.moto_url,
+                config=Config(retries={"max_attempts": 2}),
+            )
+            settings = MappingSettings(
+                batch_size=mapping.batch_size,
+                maximum_batching_window_s=mapping.batching_window_s,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+                bisect_on_error=mapping.bisect_on_error,
+                maximum_retry_attempts=mapping.maximum_retry_attempts,
+                starting_position="TRIM_HORIZON"
+                if mapping.starting_position != "LATEST"
+                else "LATEST",
+            )
+            pump = StreamPump(
+                streams,
+                stream_arn,
+                self.functions[mapping.function].invoke,
+                settings,
+                on_failure=self._on_failure_destination(mapping),
+            )
+            pump.start()
+            self.pumps.append(pump)
+
+    def _on_failure_destination(self, mapping: Any) -> Any:
+        if mapping.on_failure_destination is None or self.dead_letter_queue_url is None:
+            return None
+        sqs = self.client("sqs")
+        queue_url = self.dead_letter_queue_url
+
+        def send(info: dict[str, Any]) -> None:
+            body = {
+                "version": "1.0",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "requestContext": {
+                    "condition": "RetryAttemptsExhausted",
+                    "functionArn": mapping.function,
+                },
+                "DDBStreamBatchInfo": info,
+            }
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body, default=str))
+
+        return send
+
+    # ------------------------------------------------------------------ outputs
+    def settings(self) -> dict[str, str]:
+        """What ``.tidings/local.env`` holds."""
+        values = {
+            **self.aws_env(),
+            **MOTO_KEYS,
+            "TIDINGS_API_URL": self.api_url,
+            "TIDINGS_IOT_ENDPOINT": "localhost",
+            "TIDINGS_IOT_PORT": str(self.iot_port),
+            "TIDINGS_CA_FILE": self.ca_file,
+            "TIDINGS_STAGE": self.config.stage,
+        }
+        for logical, name in sorted(self.tables.items()):
+            values[f"TIDINGS_TABLE_{logical.upper()}"] = name
+        if self.dead_letter_queue_url:
+            values["TIDINGS_DLQ_URL"] = self.dead_letter_queue_url
+        return values
+
+    def _write_env_file(self) -> None:
+        lines = [f"export {k}={_quote(v)}" for k, v in self.settings().items()]
+        self.config.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def find_credential(self, access_key_id: str) -> StoredCredential | None:
+        """Look up a credential the stack issued (tests, diagnostics)."""
+        return self.credentials.get(access_key_id)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _check_port(port: int, what: str) -> None:
+    if port == 0:
+        return
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"port {port} on 127.0.0.1 ({what}) is already in use"
+            ) from None
