@@ -169,10 +169,8 @@ class LocalStack:
 
         session: Any = boto3.session.Session(
             region_name=self.config.region,
-            **{
-                "aws_access_key_id": MOTO_KEYS["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
-            },
+            aws_access_key_id=MOTO_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
         )
         return session.client(service, endpoint_url=self.moto_url)
 
