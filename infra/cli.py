@@ -48,7 +48,23 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="run the local AWS IoT Core endpoint")
     _gateway_args(gateway)
     demo = commands.add_parser("demo", help="start the local stack and run a scripted session")
-    demo.add_argument("--state-dir", type=Path, default=Path(".tidings/local"))
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the stack keeps its files (default: a temporary folder)",
+    )
+    up = commands.add_parser("up", help="run the whole AWS path locally from the template")
+    up.add_argument("--state-dir", type=Path, default=Path(".tidings"))
+    up.add_argument("--region", default="us-east-1")
+    up.add_argument("--stage", default="dev")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=8443,
+        help="IoT gateway port; the API, identity and moto use the next three",
+    )
+    up.add_argument("--template", type=Path, default=None)
     deploy = commands.add_parser("deploy", help="deploy infra/template.yaml to AWS")
     deploy.add_argument("--stack", required=True, help="CloudFormation stack name")
     deploy.add_argument("--region", default=None, help="AWS region (default: your AWS config)")
@@ -76,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from infra.demo import run_demo
 
         return run_demo(args.state_dir)
+    if args.command == "up":
+        return _run_up(args)
     if args.command in ("deploy", "destroy"):
         return _run_deploy(args)
     if args.command == "users":
@@ -83,6 +101,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_users(args)
     return 2  # pragma: no cover - argparse refuses unknown commands
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    import threading
+
+    from infra.local.stack import LocalStack, StackConfig
+
+    options = {"template": args.template} if args.template else {}
+    config = StackConfig(
+        state_dir=args.state_dir,
+        region=args.region,
+        stage=args.stage,
+        gateway_port=args.port,
+        api_port=args.port + 1,
+        identity_port=args.port + 2,
+        moto_port=args.port + 3,
+        **options,
+    )
+    stack = LocalStack(config)
+    try:
+        stack.start()
+    except OSError as exc:
+        print(f"tidings: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"Tidings local stack is up (stage {config.stage}, region {config.region}):")
+    print(f"  API             {stack.api_url}")
+    print(f"  IoT (MQTT/WSS)  wss://localhost:{stack.iot_port}/mqtt")
+    print(f"  Cognito/STS     {stack.identity_url}")
+    print(f"  AWS services    {stack.moto_url} (moto)")
+    print(f"  CA file         {stack.ca_file}")
+    print(f"Settings for other shells: source {config.env_file}")
+    print("Ctrl-C to stop.")
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    print("stopping ...")
+    stack.stop()
+    return 0
 
 
 def _run_deploy(args: argparse.Namespace) -> int:

@@ -1,222 +1,156 @@
-"""``tidings demo``: the local gateway and real clients in a short scripted session.
+"""``tidings demo``: the whole local stack and two real users, in about ten seconds.
 
-It starts the local AWS IoT gateway, signs two identities in (temporary credentials with the
-role and IoT policies Tidings attaches), connects each with the AWS IoT Device SDK (MQTT 5
-over a SigV4-signed WebSocket), publishes through boto3's ``iot-data`` client as the
-publisher Lambda does, and shows every update arriving with its latency, and user B refused
-user A's channel. Exits 0 only if every expected update arrived and every refusal happened.
+It brings the stack up from ``infra/template.yaml``, creates two users in two tenants, signs
+them in through ``POST /v1/login`` (Cognito developer identities, temporary credentials),
+subscribes each with the Tidings client (MQTT 5 over a SigV4 WebSocket to the local AWS IoT
+gateway), writes Todos, Boards and Scores items with boto3, and shows every change arriving
+with its end-to-end latency (DynamoDB write → stream → publisher Lambda → IoT → client). It
+also shows bob refused alice's channel. Exits 0 only if every expected change arrived once
+and every refusal happened.
 """
 
 from __future__ import annotations
 
-import json
 import queue
-import threading
+import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.gateway import GatewayConfig
-from infra.local.runner import GatewayThread
-from infra.local.temporary_credentials import mint_temporary_credential
-
 __all__ = ["run_demo"]
 
-REGION = "us-east-1"
-STAGE = "dev"
-ACCOUNT = "123456789012"
-_SUB = "${cognito-identity.amazonaws.com:sub}"
-_ARN = f"arn:aws:iot:{REGION}:{ACCOUNT}"
+USERS = {"alice": ("alice-pass-2026", "acme"), "bob": ("bob-pass-2026", "globex")}
 
 
-def _identity_policy() -> dict[str, Any]:
-    arn = f"arn:aws:iot:{REGION}:{ACCOUNT}"
-    prefix = f"tidings/{STAGE}"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": [f"{arn}:client/{_SUB}", f"{arn}:client/{_SUB}-*"],
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": [
-                    f"{arn}:topicfilter/{prefix}/users/{_SUB}/*",
-                    f"{arn}:topicfilter/{prefix}/public/*",
-                ],
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Receive",
-                "Resource": [
-                    f"{arn}:topic/{prefix}/users/{_SUB}/*",
-                    f"{arn}:topic/{prefix}/public/*",
-                ],
-            },
-        ],
-    }
+Inbox = queue.Queue[tuple[str, str, dict[str, Any], float]]
 
 
-def _sign_in(store: CredentialStore, name: str) -> StoredCredential:
-    identity_id = f"{REGION}:{uuid.uuid5(uuid.NAMESPACE_URL, 'tidings-demo/' + name)}"
-    policy = _identity_policy()
-    credential = mint_temporary_credential(
-        identity_id,
-        [[policy], [policy]],
-        variables={"cognito-identity.amazonaws.com:sub": identity_id},
-    )
-    store.put(credential)
-    return credential
+def _collector(inbox: Inbox, who: str) -> Any:
+    def collect(change: Any) -> None:
+        inbox.put((who, change["channel"], dict(change), time.time()))
+
+    return collect
 
 
-class _Subscriber:
-    def __init__(self, name: str, credential: StoredCredential, port: int, ca_file: Path) -> None:
-        from awscrt import auth, mqtt5
-        from awsiot import mqtt5_client_builder
-
-        self.name = name
-        self.credential = credential
-        self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
-        connected = threading.Event()
-        self.failure: Any = None
-
-        def on_publish(data: Any) -> None:
-            packet = data.publish_packet
-            self.inbox.put((packet.topic, bytes(packet.payload), time.time()))
-
-        def on_failure(data: Any) -> None:
-            self.failure = data
-            connected.set()
-
-        self._mqtt5 = mqtt5
-        self.client = mqtt5_client_builder.websockets_with_default_aws_signing(
-            region=REGION,
-            credentials_provider=auth.AwsCredentialsProvider.new_static(
-                credential.access_key_id, credential.secret_access_key, credential.session_token
-            ),
-            endpoint="localhost",
-            port=port,
-            ca_filepath=str(ca_file),
-            client_id=f"{credential.principal}-demo",
-            on_publish_received=on_publish,
-            on_lifecycle_connection_success=lambda _d: connected.set(),
-            on_lifecycle_connection_failure=on_failure,
-            enable_metrics_collection=False,
-        )
-        self.client.start()
-        if not connected.wait(15) or self.failure is not None:
-            raise RuntimeError(f"{name} could not connect: {self.failure!r}")
-
-    def subscribe(self, topic: str) -> bool:
-        mqtt5 = self._mqtt5
-        suback = self.client.subscribe(
-            mqtt5.SubscribePacket(
-                subscriptions=[mqtt5.Subscription(topic, mqtt5.QoS.AT_LEAST_ONCE)]
-            )
-        ).result(15)
-        return all(int(code) < 0x80 for code in suback.reason_codes)
-
-    def stop(self) -> None:
-        self.client.stop()
-
-
-def run_demo(state_dir: Path) -> int:
+def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
     """Run the scripted session; returns the process exit code."""
-    import boto3
+    from auth.passwords import hash_password
+    from auth.store import UsersStore
+    from client_sdk import AccessDenied, ClientOptions, Tidings
+    from infra.local.stack import LocalStack, StackConfig
 
-    store = CredentialStore()
-    config = GatewayConfig(port=0, state_dir=state_dir, broker=BrokerConfig(region=REGION))
+    directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
+    config = StackConfig(
+        state_dir=directory, gateway_port=0, api_port=0, identity_port=0, moto_port=0
+    )
     failures: list[str] = []
-    with GatewayThread(config, store) as gateway:
-        print(f"Local AWS IoT gateway: wss://localhost:{gateway.port}/mqtt  (CA {gateway.ca_file})")
-        alice_cred = _sign_in(store, "alice")
-        bob_cred = _sign_in(store, "bob")
-        publisher = mint_temporary_credential(
-            "tidings-publisher",
-            [
-                [
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": "iot:Publish",
-                                "Resource": f"{_ARN}:topic/tidings/{STAGE}/*",
-                            }
-                        ],
-                    }
-                ]
-            ],
+    started = time.time()
+    out("Starting the local stack from infra/template.yaml ...")
+    with LocalStack(config) as stack:
+        out(
+            f"  up in {time.time() - started:.1f} s: API {stack.api_url}, "
+            f"IoT wss://localhost:{stack.iot_port}/mqtt"
         )
-        store.put(publisher)
-        print(f"alice signed in as {alice_cred.principal}")
-        print(f"bob   signed in as {bob_cred.principal}")
-        alice = _Subscriber("alice", alice_cred, gateway.port, gateway.ca_file)
-        bob = _Subscriber("bob", bob_cred, gateway.port, gateway.ca_file)
+        users = UsersStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+        for name, (password, tenant) in USERS.items():
+            users.add_user(name, hash_password(password), frozenset({tenant}))
+            out(f"  user {name} in tenant {tenant}")
+        options = ClientOptions(ca_file=stack.ca_file, cognito_endpoint=stack.identity_url)
+        inbox: Inbox = queue.Queue()
+        clients: dict[str, Tidings] = {}
         try:
-            alice_topic = f"tidings/{STAGE}/users/{alice_cred.principal}/todos"
-            public_topic = f"tidings/{STAGE}/public/scores"
-            for who, topic in ((alice, alice_topic), (alice, public_topic), (bob, public_topic)):
-                ok = who.subscribe(topic)
-                print(f"{who.name:5} SUBSCRIBE {topic}: {'granted' if ok else 'REFUSED'}")
-                if not ok:
-                    failures.append(f"{who.name} was refused {topic}")
-            refused = not bob.subscribe(alice_topic)
-            print(
-                f"bob   SUBSCRIBE {alice_topic}: "
-                f"{'refused (not authorized), as it must be' if refused else 'GRANTED (wrong!)'}"
-            )
-            if not refused:
-                failures.append("bob was allowed to subscribe to alice's channel")
-            iot_data = boto3.client(
-                "iot-data",
-                endpoint_url=gateway.endpoint,
-                verify=str(gateway.ca_file),
-                region_name=REGION,
-                aws_access_key_id=publisher.access_key_id,
-                aws_secret_access_key=publisher.secret_access_key,
-                aws_session_token=publisher.session_token,
-            )
-            plan = [
-                (alice_topic, {"op": "insert", "new": {"id": "t1", "title": "buy milk"}}, [alice]),
-                (alice_topic, {"op": "modify", "new": {"id": "t1", "done": True}}, [alice]),
+            for name, (password, _tenant) in USERS.items():
+                client = Tidings.connect(
+                    stack.api_url, "password", username=name, password=password, options=options
+                )
+                clients[name] = client
+                out(f"{name:5} signed in as {client.identity_id} ({client.mode})")
+            alice, bob = clients["alice"], clients["bob"]
+            for who, channel in (
+                ("alice", "users/me/todos"),
+                ("alice", "tenants/acme/board"),
+                ("alice", "public/scores"),
+                ("bob", "tenants/globex/board"),
+                ("bob", "public/scores"),
+            ):
+                clients[who].subscribe(channel, _collector(inbox, who))
+                out(f"{who:5} subscribed to {channel}")
+            try:
+                bob.subscribe(f"users/{alice.identity_id}/todos", lambda c: None)
+                failures.append("bob was allowed to subscribe to alice's todos")
+                out("bob   subscribed to alice's todos: ALLOWED (wrong!)")
+            except AccessDenied as exc:
+                out(f"bob   subscribe to alice's todos: refused, as it must be ({exc})")
+            try:
+                bob.subscribe("tenants/acme/board", lambda c: None)
+                failures.append("bob was allowed to read tenant acme's board")
+            except AccessDenied:
+                out("bob   subscribe to tenant acme's board: refused, as it must be")
+
+            dynamodb = stack.client("dynamodb")
+            writes = [
                 (
-                    public_topic,
-                    {"op": "insert", "new": {"game": "g1", "player": "bob", "score": 42}},
-                    [alice, bob],
+                    "TodosTable",
+                    {
+                        "owner": {"S": alice.identity_id},
+                        "id": {"S": "t1"},
+                        "title": {"S": "buy milk"},
+                    },
+                    ["alice"],
+                ),
+                (
+                    "TodosTable",
+                    {
+                        "owner": {"S": alice.identity_id},
+                        "id": {"S": "t1"},
+                        "title": {"S": "buy milk"},
+                        "done": {"BOOL": True},
+                    },
+                    ["alice"],
+                ),
+                (
+                    "BoardsTable",
+                    {"tenant": {"S": "acme"}, "id": {"S": "b1"}, "text": {"S": "ship v1"}},
+                    ["alice"],
+                ),
+                (
+                    "BoardsTable",
+                    {"tenant": {"S": "globex"}, "id": {"S": "b1"}, "text": {"S": "hire"}},
+                    ["bob"],
+                ),
+                (
+                    "ScoresTable",
+                    {"game": {"S": "g1"}, "player": {"S": "bob"}, "score": {"N": "42.10"}},
+                    ["alice", "bob"],
                 ),
             ]
-            for topic, body, receivers in plan:
+            out("Writing items with boto3 PutItem ...")
+            for table, item, receivers in writes:
                 sent = time.time()
-                iot_data.publish(topic=topic, qos=1, payload=json.dumps(body).encode())
-                for receiver in receivers:
+                dynamodb.put_item(TableName=stack.tables[table], Item=item)
+                for _ in receivers:
                     try:
-                        got_topic, payload, at = receiver.inbox.get(timeout=10)
+                        who, channel, change, at = inbox.get(timeout=20)
                     except queue.Empty:
-                        failures.append(f"{receiver.name} never got {topic}")
-                        print(f"  {receiver.name:5} MISSED {topic}")
+                        failures.append(f"a change on {table} never arrived")
+                        out(f"  MISSING change from {table}")
                         continue
-                    ok = got_topic == topic and json.loads(payload) == body
-                    print(
-                        f"  {receiver.name:5} <- {got_topic}  {payload.decode()}  "
-                        f"({(at - sent) * 1000:.1f} ms)"
+                    shown = {k: change[k] for k in ("op", "seq") if k in change}
+                    out(
+                        f"  {who:5} <- {channel} {shown} new={change.get('new')}  "
+                        f"{(at - sent) * 1000:.0f} ms after PutItem"
                     )
-                    if not ok:
-                        failures.append(f"{receiver.name} got the wrong message on {topic}")
-            time.sleep(0.3)
-            if not bob.inbox.empty():
-                failures.append("bob received something he may not read")
+                    if who not in receivers:
+                        failures.append(f"{who} received a change meant for {receivers}")
+            time.sleep(0.5)
+            while not inbox.empty():
+                who, channel, _change, _at = inbox.get()
+                failures.append(f"{who} received an unexpected extra change on {channel}")
         finally:
-            alice.stop()
-            bob.stop()
+            for client in clients.values():
+                client.close()
     if failures:
-        print("DEMO FAILED:\n  " + "\n  ".join(failures))
+        out("DEMO FAILED:\n  " + "\n  ".join(failures))
         return 1
-    print("Demo OK: every update arrived once, and bob was refused alice's channel.")
+    out("Demo OK: every change arrived once, in order; bob was refused alice's channels.")
     return 0
