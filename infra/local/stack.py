@@ -125,6 +125,12 @@ class LocalStack:
         self._moto.start()
         _, moto_port = self._moto.get_host_and_port()
         self.moto_url = f"http://127.0.0.1:{moto_port}"
+        # moto keeps its state per process: start from a clean slate, as AWS would
+        import urllib.request
+
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST"), timeout=30
+        ).read()
 
         broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
         self._gateway = GatewayThread(
