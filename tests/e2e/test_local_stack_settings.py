@@ -45,12 +45,8 @@ def test_batch_size_from_the_template_changes_the_pump(tmp_path: Path) -> None:
             text, "ScoresStreamMapping", "MaximumBatchingWindowInSeconds", "3"
         )
 
-    batched = (
-        edited_template(tmp_path / "batched", gather)
-        if (tmp_path / "batched").mkdir() is None
-        else None
-    )
-    assert batched is not None
+    (tmp_path / "batched").mkdir()
+    batched = edited_template(tmp_path / "batched", gather)
     assert _count_invocations(batched, 6) <= 2  # the window gathers the writes into a batch
 
 
