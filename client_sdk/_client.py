@@ -451,12 +451,11 @@ class Tidings:
             return
         self._failures = 0
         self._down_since = None
-        was = self.mode
         self.mode = "push"
         self._connected_at = self._clock()
-        self._connected.set()
-        if was != "connecting":
+        if self._connected.is_set():
             self.stats["reconnects"] += 1
+        self._connected.set()
         channels = [c for c in self._channels.values() if not c.closed]
 
         def resubscribe() -> None:

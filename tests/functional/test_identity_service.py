@@ -1,0 +1,307 @@
+"""The local Cognito Identity + STS, driven by boto3 over the real protocols."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.identity_service import (
+    COGNITO_ISSUER,
+    IdentityPool,
+    IdentityServiceConfig,
+    IdentityServiceThread,
+)
+from infra.local.temporary_credentials import mint_temporary_credential
+from tests.support.moto_server import ACCOUNT, POOL_ID, PROVIDER, REGION, developer_credential
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/authenticated"
+SUB = "${cognito-identity.amazonaws.com:sub}"
+ROLE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:client/{SUB}",
+        },
+    ],
+}
+IOT_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+    ],
+}
+NO_RETRY = Config(retries={"max_attempts": 1})
+
+
+def config(**overrides: Any) -> IdentityServiceConfig:
+    return IdentityServiceConfig(
+        pools=(IdentityPool(POOL_ID, PROVIDER, ROLE),), roles={ROLE: [ROLE_POLICY]}, **overrides
+    )
+
+
+@pytest.fixture(scope="module")
+def service():
+    store = CredentialStore()
+    with IdentityServiceThread(
+        config(), store, iot_policies=lambda identity: [IOT_POLICY]
+    ) as running:
+        yield running
+
+
+def developer(service: IdentityServiceThread, credential: StoredCredential | None = None) -> Any:
+    credential = credential or developer_credential(service.credentials)
+    return boto3.client(
+        "cognito-identity",
+        endpoint_url=service.endpoint,
+        region_name=REGION,
+        aws_access_key_id=credential.access_key_id,
+        aws_secret_access_key=credential.secret_access_key,
+        aws_session_token=credential.session_token,
+        config=NO_RETRY,
+    )
+
+
+def public(service: IdentityServiceThread, name: str = "cognito-identity") -> Any:
+    return boto3.client(
+        name,
+        endpoint_url=service.endpoint,
+        region_name=REGION,
+        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+    )
+
+
+def token_for(service: IdentityServiceThread, user: str, duration: int = 900) -> dict[str, Any]:
+    return dict(
+        developer(service).get_open_id_token_for_developer_identity(
+            IdentityPoolId=POOL_ID, Logins={PROVIDER: user}, TokenDuration=duration
+        )
+    )
+
+
+def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_same_developer_user_always_maps_to_the_same_identity(service):
+    first, second, other = (token_for(service, u) for u in ("u-1", "u-1", "u-2"))
+    assert first["IdentityId"] == second["IdentityId"] != other["IdentityId"]
+    assert first["IdentityId"].startswith(f"{REGION}:")
+
+
+def test_tokens_are_rs256_with_cognito_claims_and_a_jwks(service):
+    answer = token_for(service, "u-claims", duration=600)
+    with urllib.request.urlopen(service.jwks_uri) as response:
+        jwks = json.loads(response.read())
+    key = jwt.PyJWK(jwks["keys"][0])
+    claims = jwt.decode(
+        answer["Token"], key.key, algorithms=["RS256"], audience=POOL_ID, issuer=COGNITO_ISSUER
+    )
+    assert claims["sub"] == answer["IdentityId"]
+    assert claims["amr"][0] == "authenticated" and PROVIDER in claims["amr"]
+    assert 595 <= claims["exp"] - claims["iat"] <= 600
+    assert jwt.get_unverified_header(answer["Token"])["kid"] == jwks["keys"][0]["kid"]
+
+
+def test_developer_calls_must_be_signed_by_a_known_key(service):
+    with pytest.raises(ClientError) as unsigned:
+        public(service).get_open_id_token_for_developer_identity(
+            IdentityPoolId=POOL_ID, Logins={PROVIDER: "u"}
+        )
+    assert error_code(unsigned) in {"IncompleteSignatureException", "UnrecognizedClientException"}
+    stranger = mint_temporary_credential("stranger", [])  # never put in the store
+    with pytest.raises(ClientError) as unknown:
+        developer(service, stranger).get_open_id_token_for_developer_identity(
+            IdentityPoolId=POOL_ID, Logins={PROVIDER: "u"}
+        )
+    assert error_code(unknown) == "UnrecognizedClientException"
+    good = developer_credential(service.credentials)
+    wrong_secret = dataclasses.replace(good, secret_access_key="x" * 40)
+    with pytest.raises(ClientError) as mismatch:
+        developer(service, wrong_secret).get_open_id_token_for_developer_identity(
+            IdentityPoolId=POOL_ID, Logins={PROVIDER: "u"}
+        )
+    assert error_code(mismatch) == "InvalidSignatureException"
+
+
+def test_developer_calls_are_authorised_by_the_callers_policy(service):
+    no_policy = mint_temporary_credential(
+        "other-role/session",
+        [
+            [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
+                }
+            ]
+        ],
+    )
+    service.credentials.put(no_policy)
+    with pytest.raises(ClientError) as denied:
+        developer(service, no_policy).get_open_id_token_for_developer_identity(
+            IdentityPoolId=POOL_ID, Logins={PROVIDER: "u"}
+        )
+    assert error_code(denied) == "AccessDeniedException"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        (
+            {"IdentityPoolId": "us-east-1:nope", "Logins": {PROVIDER: "u"}},
+            "ResourceNotFoundException",
+        ),
+        ({"IdentityPoolId": POOL_ID, "Logins": {"other.provider": "u"}}, "NotAuthorizedException"),
+        (
+            {"IdentityPoolId": POOL_ID, "Logins": {PROVIDER: "u"}, "TokenDuration": 100000},
+            "InvalidParameterException",
+        ),
+    ],
+)
+def test_bad_developer_requests_are_refused(service, kwargs, code):
+    with pytest.raises(ClientError) as refused:
+        developer(service).get_open_id_token_for_developer_identity(**kwargs)
+    assert error_code(refused) == code
+
+
+def test_lookup_developer_identity(service):
+    answer = token_for(service, "u-lookup")
+    client = developer(service)
+    by_user = client.lookup_developer_identity(
+        IdentityPoolId=POOL_ID, DeveloperUserIdentifier="u-lookup"
+    )
+    assert by_user["IdentityId"] == answer["IdentityId"]
+    by_id = client.lookup_developer_identity(
+        IdentityPoolId=POOL_ID, IdentityId=answer["IdentityId"]
+    )
+    assert by_id["DeveloperUserIdentifierList"] == ["u-lookup"]
+    with pytest.raises(ClientError) as missing:
+        client.lookup_developer_identity(IdentityPoolId=POOL_ID, DeveloperUserIdentifier="none")
+    assert error_code(missing) == "ResourceNotFoundException"
+
+
+def test_get_credentials_for_identity_mints_verifiable_credentials(service):
+    answer = token_for(service, "u-creds")
+    result = public(service).get_credentials_for_identity(
+        IdentityId=answer["IdentityId"], Logins={"cognito-identity.amazonaws.com": answer["Token"]}
+    )
+    creds = result["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA")
+    stored = service.credentials.get(creds["AccessKeyId"])
+    assert stored is not None
+    assert stored.secret_access_key == creds["SecretKey"]
+    assert stored.session_token == creds["SessionToken"]
+    assert stored.principal == answer["IdentityId"]
+    assert stored.policy_sets == ((ROLE_POLICY,), (IOT_POLICY,))
+    assert stored.variables["cognito-identity.amazonaws.com:sub"] == answer["IdentityId"]
+    assert 3590 <= creds["Expiration"].timestamp() - time.time() <= 3600
+    # GetId resolves the token to the same identity
+    assert (
+        public(service).get_id(
+            IdentityPoolId=POOL_ID, Logins={"cognito-identity.amazonaws.com": answer["Token"]}
+        )["IdentityId"]
+        == answer["IdentityId"]
+    )
+
+
+def test_credentials_need_the_identitys_own_valid_token(service):
+    mine, theirs = token_for(service, "u-a"), token_for(service, "u-b")
+    client = public(service)
+    cases = [
+        (mine["IdentityId"], theirs["Token"]),  # another identity's token
+        (mine["IdentityId"], mine["Token"][:-6] + "AAAAAA"),  # tampered signature
+        (mine["IdentityId"], "not-a-token"),
+    ]
+    for identity_id, token in cases:
+        with pytest.raises(ClientError) as refused:
+            client.get_credentials_for_identity(
+                IdentityId=identity_id, Logins={"cognito-identity.amazonaws.com": token}
+            )
+        assert error_code(refused) == "NotAuthorizedException"
+    with pytest.raises(ClientError) as no_login:
+        client.get_credentials_for_identity(IdentityId=mine["IdentityId"])
+    assert error_code(no_login) == "NotAuthorizedException"
+    with pytest.raises(ClientError):
+        client.get_id(IdentityPoolId=POOL_ID)  # unauthenticated identities are off
+
+
+def test_an_expired_openid_token_is_refused(service):
+    answer = token_for(service, "u-expiring", duration=1)
+    time.sleep(2.1)
+    with pytest.raises(ClientError) as expired:
+        public(service).get_credentials_for_identity(
+            IdentityId=answer["IdentityId"],
+            Logins={"cognito-identity.amazonaws.com": answer["Token"]},
+        )
+    assert "expired" in str(expired.value).lower()
+
+
+def test_sts_assume_role_with_web_identity_with_a_session_policy(service):
+    answer = token_for(service, "u-sts")
+    session_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:client/only-this",
+            }
+        ],
+    }
+    sts = public(service, "sts")
+    result = sts.assume_role_with_web_identity(
+        RoleArn=ROLE,
+        RoleSessionName="web",
+        WebIdentityToken=answer["Token"],
+        Policy=json.dumps(session_policy),
+        DurationSeconds=900,
+    )
+    creds = result["Credentials"]
+    assert result["SubjectFromWebIdentityToken"] == answer["IdentityId"]
+    assert result["AssumedRoleUser"]["Arn"].endswith(":assumed-role/authenticated/web")
+    stored = service.credentials.get(creds["AccessKeyId"])
+    assert stored is not None
+    assert stored.policy_sets == ((ROLE_POLICY,), (session_policy,), (IOT_POLICY,))
+    assert 890 <= creds["Expiration"].timestamp() - time.time() <= 900
+    with pytest.raises(ClientError) as wrong_role:
+        sts.assume_role_with_web_identity(
+            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/admin",
+            RoleSessionName="xx",
+            WebIdentityToken=answer["Token"],
+        )
+    assert error_code(wrong_role) == "AccessDenied"
+    with pytest.raises(ClientError) as bad_token:
+        sts.assume_role_with_web_identity(
+            RoleArn=ROLE, RoleSessionName="xx", WebIdentityToken="forged"
+        )
+    assert error_code(bad_token) == "InvalidIdentityToken"
+    with pytest.raises(ClientError) as bad_policy:
+        sts.assume_role_with_web_identity(
+            RoleArn=ROLE, RoleSessionName="xx", WebIdentityToken=answer["Token"], Policy='{"x": 1}'
+        )
+    assert error_code(bad_policy) == "MalformedPolicyDocument"
+
+
+def test_identities_and_keys_survive_a_restart_with_a_state_dir(tmp_path):
+    store = CredentialStore()
+    with IdentityServiceThread(config(state_dir=tmp_path), store) as first:
+        answer = token_for(first, "u-persistent")
+    with IdentityServiceThread(config(state_dir=tmp_path), store) as second:
+        assert token_for(second, "u-persistent")["IdentityId"] == answer["IdentityId"]
+        # a token issued before the restart still buys credentials
+        public(second).get_credentials_for_identity(
+            IdentityId=answer["IdentityId"],
+            Logins={"cognito-identity.amazonaws.com": answer["Token"]},
+        )
