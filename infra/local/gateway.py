@@ -97,6 +97,8 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self.connections: set[_Connection] = set()
         self.port = config.port
+        self.mqtt_blocked = False
+        """While True, WebSocket upgrades are refused (503) as if a firewall blocked them."""
 
     @property
     def ca_file(self) -> Path:
@@ -117,6 +119,31 @@ class Gateway:
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("gateway listening on wss://localhost:%d/mqtt (CA %s)", self.port, self.ca_file)
+
+    def block_mqtt(self) -> None:
+        """Refuse new WebSocket connections and drop the open ones (iot-data still works).
+
+        Stands in for a network that will not carry WebSockets, so clients can be seen to
+        fall back to polling. Call on the gateway's loop.
+        """
+        self.mqtt_blocked = True
+        for connection in list(self.connections):
+            if connection.is_websocket:
+                connection.abort()
+
+    def unblock_mqtt(self) -> None:
+        """Accept WebSocket connections again."""
+        self.mqtt_blocked = False
+
+    def drop_clients(self, client_id_prefix: str) -> int:
+        """Abort the connections whose MQTT client id starts with the prefix (a network cut)."""
+        dropped = 0
+        for connection in list(self.connections):
+            mqtt = connection.mqtt
+            if mqtt is not None and mqtt.client_id.startswith(client_id_prefix):
+                connection.abort()
+                dropped += 1
+        return dropped
 
     async def stop(self) -> None:
         """Close every connection and stop listening."""
@@ -272,6 +299,16 @@ class _Connection(asyncio.Protocol):
     def is_congested(self) -> bool:
         return self._paused
 
+    @property
+    def is_websocket(self) -> bool:
+        """True once the connection was upgraded to a WebSocket."""
+        return self._frames is not None
+
+    @property
+    def mqtt(self) -> MqttConnection | None:
+        """The MQTT conversation on this connection, if any."""
+        return self._mqtt
+
     def close(self, reason: str) -> None:
         """Send what is queued, a WebSocket close frame, a TLS close_notify, then close."""
         if self._closing:
@@ -385,6 +422,8 @@ class _Connection(asyncio.Protocol):
         gateway = self.gateway
         if request.method != "GET" or (request.header("upgrade") or "").lower() != "websocket":
             raise HttpError(400, "bad_request", "/mqtt expects a WebSocket upgrade (GET)")
+        if gateway.mqtt_blocked:
+            raise HttpError(503, "unavailable", "WebSocket connections are blocked right now")
         key = request.header("sec-websocket-key")
         if not key:
             raise HttpError(400, "bad_request", "missing Sec-WebSocket-Key")
@@ -530,6 +569,7 @@ def _aws_error_type(status: int) -> str:
         404: "ResourceNotFoundException",
         405: "MethodNotAllowedException",
         413: "RequestEntityTooLargeException",
+        503: "ServiceUnavailableException",
     }.get(status, "InternalFailureException")
 
 

@@ -150,6 +150,29 @@ class LocalStack:
         self._start_pumps()
         self._write_env_file()
 
+    @property
+    def gateway(self) -> Any:
+        """The running IoT gateway (for operators and tests)."""
+        assert self._gateway is not None
+        return self._gateway.gateway
+
+    def run_on_gateway(self, function: Any, *args: Any) -> Any:
+        """Call ``function(*args)`` on the gateway's event loop and return its result."""
+        assert self._gateway is not None
+        return self._gateway.call(function, *args)
+
+    def restart_gateway(self, down_s: float = 0.0) -> None:
+        """Stop the IoT gateway (every connection drops), wait ``down_s``, start it again on
+        the same port. Sessions are lost, as in a broker crash."""
+        assert self._gateway is not None
+        config = self._gateway.config
+        self._gateway.stop()
+        time.sleep(down_s)
+        from dataclasses import replace as _replace
+
+        self._gateway = GatewayThread(_replace(config, port=self.iot_port), self.credentials)
+        self._gateway.start()
+
     def stop(self) -> None:
         """Stop everything that was started (safe to call twice)."""
         if self._stopped.is_set():
