@@ -116,6 +116,9 @@ class LocalStack:
     def _start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+
+        apply_dynamodb_transaction_fixes()
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True)
         _check_port(config.moto_port, "moto (AWS control planes)")

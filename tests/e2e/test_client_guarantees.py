@@ -197,6 +197,7 @@ def test_another_users_channel_is_refused_at_once(stack: LocalStack) -> None:
         assert bob.subscribe("users/me/todos", lambda c: None).cursor == 0
 
 
+@pytest.mark.timeout(420)
 def test_short_credentials_and_tokens_are_renewed_for_three_minutes() -> None:
     config = stack_config(credential_lifetime_s=60.0, parameters={"TokenDurationSeconds": "60"})
     with LocalStack(config) as running:

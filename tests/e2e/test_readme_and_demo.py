@@ -1,13 +1,18 @@
-"""The README's Python examples run, and the demo passes."""
+"""The README's Python examples run against a local stack, and the demo passes."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from infra.local.stack import LocalStack
+from tests.support.local_stack import add_user, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,33 +22,45 @@ def readme_python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.fixture(scope="module")
+def stack_env() -> Iterator[dict[str, str]]:
+    """The environment a developer gets from `source .tidings/local.env`, plus user ann."""
+    with LocalStack(stack_config()) as stack:
+        add_user(stack, "ann", "ann-secret-2026", {"acme"})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
+        env.update(stack.settings())
+        env["PYTHONPATH"] = str(ROOT)
+        yield env
+
+
 def test_readme_has_python_examples() -> None:
-    assert readme_python_blocks()
+    assert len(readme_python_blocks()) >= 3
 
 
 @pytest.mark.parametrize("index", range(len(readme_python_blocks())))
-def test_readme_python_example_runs(index: int, tmp_path: Path) -> None:
+def test_readme_python_example_runs(index: int, tmp_path: Path, stack_env) -> None:
     script = tmp_path / f"example_{index}.py"
     script.write_text(readme_python_blocks()[index], encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(script)],
-        cwd=ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=180,
+        env=stack_env,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 
-def test_demo_exits_zero_and_shows_the_refusal(tmp_path: Path) -> None:
+def test_demo_exits_zero_and_shows_the_refusals(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "infra.cli", "demo", "--state-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "refused (not authorized)" in result.stdout
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "refused, as it must be" in result.stdout
     assert "Demo OK" in result.stdout
+    assert result.stdout.count(" <- ") == 6  # every expected change, once

@@ -1,0 +1,366 @@
+"""The channels API: a channel's head, and its changes after a cursor (with long-poll).
+
+Routes (API Gateway REST, AWS_IAM auth, Lambda proxy integration, one greedy resource
+``/v1/channels/{channel+}``):
+
+* ``GET /v1/channels/<channel>`` → ``{"channel", "head", "epoch"}`` (head 0, epoch 1 for a
+  channel with no changes, whether or not anything was ever written to it);
+* ``GET /v1/channels/<channel>/changes?after=<seq>&limit=<n>&wait=<s>[&epoch=<e>]`` →
+  ``{"channel", "epoch", "head", "changes": [<envelope>...], "next", "more"}``: the stored
+  full envelopes (images included even when the push was ``ref: true``) with ``seq > after``,
+  in order. ``limit`` 1 to 1000 (default 100); ``wait`` 0 to 20 s long-polls until
+  something arrives; ``next`` is the cursor for the following call.
+
+A cursor whose next change is past the retention, beyond the head, or from another epoch gets
+410 ``{"error": "cursor_expired", "message", "head", "epoch"}``. The caller is the Cognito
+identity in ``requestContext.identity.cognitoIdentityId`` and is authorised with the same
+rules as the MQTT topics (:func:`auth.access.may_read`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from auth.access import Principal, find_route, may_read
+from backend.attribute_values import JsonValue, dumps
+from backend.change_store import ChangeStore, Head
+from backend.errors import (
+    BadRequest,
+    CursorExpired,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    RequestError,
+    StoreError,
+    Unavailable,
+)
+from backend.routes import CHANNEL_SEGMENT, MAX_CHANNEL_SLASHES, Route
+from backend.settings import Settings
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "MAX_WAIT_S",
+    "ChannelsApi",
+    "ChannelsRequest",
+    "clear_caches",
+    "handle_api_event",
+    "parse_request",
+]
+
+PATH_PREFIX = "/v1/channels/"
+CHANGES_SUFFIX = "/changes"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_WAIT_S = 20.0
+POLL_INTERVAL_S = 0.25
+MAX_BODY_BYTES = 5 * 1024 * 1024  # Lambda's response limit is 6 MB
+MAX_TOPIC_BYTES = 256
+_CHANGES_PARAMETERS = {"after", "limit", "wait", "epoch"}
+
+
+@dataclass(frozen=True)
+class ChannelsRequest:
+    """A parsed, validated (not yet authorised) channels API request."""
+
+    kind: str  # "head" | "changes"
+    channel: str
+    identity_id: str
+    route: Route
+    after: int = 0
+    limit: int = DEFAULT_LIMIT
+    wait_s: float = 0.0
+    epoch: int | None = None
+
+
+def parse_request(
+    event: Mapping[str, Any], routes: Sequence[Route], topic_prefix: str = "tidings/dev/"
+) -> ChannelsRequest:
+    """An API Gateway REST proxy event → :class:`ChannelsRequest`; errors name the problem."""
+    path = _channel_path(event)
+    method = str(event.get("httpMethod") or "GET").upper()
+    if method != "GET":
+        raise MethodNotAllowed(f"{method} is not supported here; use GET")
+    identity = ((event.get("requestContext") or {}).get("identity") or {}).get("cognitoIdentityId")
+    if not identity:
+        raise Forbidden(
+            "channels are read by signed-in Cognito identities; sign the request "
+            "with the credentials /v1/login gave you"
+        )
+    kind, channel = "head", path
+    if find_route(routes, path) is None and path.endswith(CHANGES_SUFFIX):
+        kind, channel = "changes", path[: -len(CHANGES_SUFFIX)]
+    found = _check_channel(channel, routes, topic_prefix)
+    params = _query_parameters(event)
+    if kind == "head":
+        if params:
+            raise BadRequest(
+                f"the head of a channel takes no parameters (got "
+                f"{', '.join(sorted(params))}); did you mean .../changes?"
+            )
+        return ChannelsRequest("head", channel, str(identity), found)
+    unknown = sorted(set(params) - _CHANGES_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter(s) {', '.join(unknown)}; allowed: after, limit, wait, epoch"
+        )
+    return ChannelsRequest(
+        "changes",
+        channel,
+        str(identity),
+        found,
+        after=_integer(params, "after", 0, minimum=0),
+        limit=_integer(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
+        wait_s=_seconds(params, "wait"),
+        epoch=_integer(params, "epoch", 0, minimum=1) if "epoch" in params else None,
+    )
+
+
+def _channel_path(event: Mapping[str, Any]) -> str:
+    parameters = event.get("pathParameters") or {}
+    raw = parameters.get("channel") or parameters.get("proxy")
+    if raw is None:
+        path = str(event.get("path") or "")
+        if not path.startswith(PATH_PREFIX):
+            raise NotFound(f"no such path {path!r}; channels live under {PATH_PREFIX}")
+        raw = path[len(PATH_PREFIX) :]
+    return unquote(str(raw)).strip("/")
+
+
+def _check_channel(channel: str, routes: Sequence[Route], topic_prefix: str) -> Route:
+    if not channel:
+        raise BadRequest("the channel is missing: GET /v1/channels/<channel>")
+    segments = channel.split("/")
+    if len(segments) - 1 > MAX_CHANNEL_SLASHES:
+        raise BadRequest(f"channel {channel!r} has more than {MAX_CHANNEL_SLASHES} slashes")
+    for segment in segments:
+        if not CHANNEL_SEGMENT.match(segment):
+            raise BadRequest(
+                f"channel {channel!r} has an invalid segment {segment!r}; "
+                "segments are 1-128 of letters, digits and _.:@=-"
+            )
+    if len((topic_prefix + channel).encode()) > MAX_TOPIC_BYTES:
+        raise BadRequest(f"channel {channel!r} is too long for an AWS IoT topic (256 bytes)")
+    found = find_route(routes, channel)
+    if found is None:
+        shapes = ", ".join(template for route in routes for template in route.channels)
+        raise BadRequest(f"channel {channel!r} matches no route; channels look like {shapes}")
+    return found[0]
+
+
+def _query_parameters(event: Mapping[str, Any]) -> dict[str, str]:
+    multi = event.get("multiValueQueryStringParameters") or {}
+    for name, values in multi.items():
+        if isinstance(values, list) and len(values) > 1:
+            raise BadRequest(f"parameter {name!r} is given {len(values)} times; give it once")
+    return {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+
+
+def _integer(
+    params: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}")
+    value = int(text)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
+        raise BadRequest(f"{name} must be {bounds}, not {value}")
+    return value
+
+
+def _seconds(params: Mapping[str, str], name: str) -> float:
+    text = params.get(name)
+    if text is None:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number of seconds, not {text[:40]!r}") from None
+    if not 0 <= value <= MAX_WAIT_S:  # also rejects nan
+        raise BadRequest(f"{name} must be between 0 and {MAX_WAIT_S:g} seconds, not {text!r}")
+    return value
+
+
+class ChannelsApi:
+    """Answers channels API requests; build it once per process with :meth:`from_settings`."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        store: ChangeStore,
+        tenants: Callable[[str], frozenset[str]],
+        *,
+        topic_prefix: str = "tidings/dev/",
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        logger: Any = None,
+    ) -> None:
+        """``tenants`` maps an identity id to the tenants it belongs to."""
+        self.routes = tuple(routes)
+        self.store = store
+        self.tenants = tenants
+        self.topic_prefix = topic_prefix
+        self._clock = clock
+        self._sleep = sleep
+        self.poll_interval_s = poll_interval_s
+        self.logger = logger
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChannelsApi:
+        """The production wiring: routes from the settings' file, lazy boto3 clients."""
+        from backend import aws_clients
+        from backend.observability import make_logger
+        from backend.routes import load_routes
+        from backend.tenants import UsersTableTenants
+
+        def dynamodb() -> Any:
+            return aws_clients.client("dynamodb")
+
+        store = ChangeStore(
+            dynamodb, settings.sequence_table, settings.change_log_table, settings.retention_s
+        )
+        tenants: Callable[[str], frozenset[str]]
+        if settings.users_table:
+            tenants = UsersTableTenants(dynamodb, settings.users_table)
+        else:
+            tenants = _no_tenants
+        return cls(
+            load_routes(settings.routes_file),
+            store,
+            tenants,
+            topic_prefix=settings.topic_prefix,
+            logger=make_logger("tidings-channels-api"),
+        )
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """An API Gateway REST proxy event → its proxy response."""
+        try:
+            request = parse_request(event, self.routes, self.topic_prefix)
+            self._authorise(request)
+            if request.kind == "head":
+                head = self._head(request.channel)
+                body = dumps({"channel": request.channel, "head": head.seq, "epoch": head.epoch})
+            else:
+                body = self._changes(request)
+            return _response(200, body)
+        except RequestError as exc:
+            return _response(exc.STATUS, dumps(exc.body()))
+        except Exception:
+            if self.logger is not None:
+                self.logger.exception("channels API request failed")
+            error: dict[str, JsonValue] = {
+                "error": "internal",
+                "message": "the request failed; try again later",
+            }
+            return _response(500, dumps(error))
+
+    def _authorise(self, request: ChannelsRequest) -> None:
+        tenants: frozenset[str] = frozenset()
+        if request.route.readers.kind == "tenant":
+            try:
+                tenants = self.tenants(request.identity_id)
+            except StoreError as exc:
+                raise Unavailable(f"tenant membership could not be read: {exc}") from exc
+        principal = Principal(request.identity_id, tenants)
+        if not may_read(self.routes, principal, request.channel):
+            raise Forbidden(f"identity {request.identity_id} may not read {request.channel}")
+
+    def _head(self, channel: str) -> Head:
+        try:
+            return self.store.head(channel)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from exc
+
+    def _changes(self, request: ChannelsRequest) -> str:
+        channel, after = request.channel, request.after
+        head = self._head(channel)
+        deadline = self._clock() + request.wait_s
+        while head.seq == after and (request.epoch in (None, head.epoch)):
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            self._sleep(min(self.poll_interval_s, remaining))
+            head = self._head(channel)
+        if request.epoch is not None and request.epoch != head.epoch:
+            raise CursorExpired(
+                f"the cursor is from epoch {request.epoch}; {channel} is at epoch {head.epoch}: "
+                "reload from the head",
+                head=head.seq,
+                epoch=head.epoch,
+            )
+        if after > head.seq:
+            raise CursorExpired(
+                f"cursor {after} is beyond the head {head.seq} of {channel} (the log was reset); "
+                "reload from the head",
+                head=head.seq,
+                epoch=head.epoch,
+            )
+        if after == head.seq:
+            return _changes_body(channel, head, [], after)
+        try:
+            entries = self.store.read(channel, after, request.limit)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from exc
+        now = self._clock()
+        first = entries[0] if entries else None
+        if first is None or first.seq != after + 1 or first.expires <= now:
+            raise CursorExpired(
+                f"the changes after {after} on {channel} are older than the retention; "
+                "reload from the head",
+                head=head.seq,
+                epoch=head.epoch,
+            )
+        texts: list[str] = []
+        size, last = 0, after
+        for entry in entries:
+            if entry.seq != last + 1 or (texts and size + len(entry.envelope) > MAX_BODY_BYTES):
+                break
+            texts.append(entry.envelope)
+            size += len(entry.envelope) + 1
+            last = entry.seq
+        head = Head(max(head.seq, last), head.epoch)
+        return _changes_body(channel, head, texts, last)
+
+
+def _changes_body(channel: str, head: Head, envelopes: list[str], last: int) -> str:
+    prefix = dumps({"channel": channel, "epoch": head.epoch, "head": head.seq})[:-1]
+    more = "true" if last < head.seq else "false"
+    return f'{prefix},"changes":[{",".join(envelopes)}],"next":{last},"more":{more}}}'
+
+
+def _response(status: int, body: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def _no_tenants(identity_id: str) -> frozenset[str]:
+    return frozenset()
+
+
+_api: ChannelsApi | None = None
+
+
+def handle_api_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lambda entry: answer one proxy event with the process-wide :class:`ChannelsApi`."""
+    global _api
+    if _api is None:
+        _api = ChannelsApi.from_settings(Settings.from_env())
+    return _api.handle(event)
+
+
+def clear_caches() -> None:
+    """Forget the process-wide API object (tests that change the environment)."""
+    global _api
+    _api = None

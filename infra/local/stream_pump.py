@@ -1,0 +1,243 @@
+"""The local stack's stream pump: DynamoDB Streams (moto) → a handler, as an event source mapping.
+
+It reads every shard of a table's stream and invokes a handler with Lambda-shaped DynamoDB
+stream events, following the semantics of ``AWS::Lambda::EventSourceMapping``:
+
+* at most ``batch_size`` records per invocation, one shard's records in order, and up to
+  ``maximum_batching_window_s`` spent gathering a batch;
+* with ``report_batch_item_failures``, a response ``{"batchItemFailures": [{"itemIdentifier":
+  <SequenceNumber>}]}`` acknowledges the records before that one and retries from it; an
+  identifier that is not in the batch, or a handler that raises, fails the whole batch;
+* with ``bisect_on_error``, a batch that fails without progress is retried as its first half
+  (and so on down to one record); a success returns to the full batch size;
+* after ``maximum_retry_attempts`` retries without progress (``-1``: until the record
+  expires) the failing batch is handed to ``on_failure`` (the on-failure destination) and
+  skipped.
+
+The handler is any ``event -> response`` callable: the publisher in-process, or a function
+worker of the local Lambda runtime. The streams client is passed in (botocore 1.44 needs an
+explicit endpoint or ``account_id_endpoint_mode="disabled"`` for DynamoDB Streams).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MappingSettings", "ShardState", "StreamPump", "to_lambda_record"]
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class MappingSettings:
+    """The event source mapping's settings that change the pump's behaviour."""
+
+    batch_size: int = 100
+    maximum_batching_window_s: float = 0.0
+    report_batch_item_failures: bool = True
+    bisect_on_error: bool = False
+    maximum_retry_attempts: int = -1
+    starting_position: str = "TRIM_HORIZON"  # or "LATEST"
+
+
+@dataclass
+class ShardState:
+    """Where the pump is in one shard: its iterator and the records not yet acknowledged."""
+
+    shard_id: str
+    iterator: str | None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    batch_limit: int | None = None  # smaller than the batch size while bisecting
+    closed: bool = False
+
+
+def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A ``GetRecords`` record (as boto3 returns it) in the shape Lambda delivers it."""
+    body = dict(record["dynamodb"])
+    created = body.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime.datetime):
+        body["ApproximateCreationDateTime"] = int(created.timestamp())
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in body:
+            body[image] = {name: _wire_value(value) for name, value in body[image].items()}
+    out: dict[str, Any] = {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion", stream_arn.split(":")[3]),
+        "dynamodb": body,
+        "eventSourceARN": stream_arn,
+    }
+    if "userIdentity" in record:
+        out["userIdentity"] = dict(record["userIdentity"])
+    return out
+
+
+def _wire_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    ((kind, content),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(content).decode("ascii")}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(item).decode("ascii") for item in content]}
+    if kind == "M":
+        return {"M": {k: _wire_value(v) for k, v in content.items()}}
+    if kind == "L":
+        return {"L": [_wire_value(v) for v in content]}
+    return {kind: content}
+
+
+class StreamPump:
+    """Feeds one table's stream to a handler; call :meth:`poll` or run it in a thread."""
+
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        handler: Handler,
+        settings: MappingSettings | None = None,
+        *,
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        """``streams`` is a boto3 ``dynamodbstreams`` client."""
+        self.streams = streams
+        self.stream_arn = stream_arn
+        self.handler = handler
+        self.settings = settings or MappingSettings()
+        self.on_failure = on_failure
+        self.poll_interval_s = poll_interval_s
+        self.shards: dict[str, ShardState] = {}
+        self.invocations = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------------- reading
+    def _discover(self) -> None:
+        description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+        for shard in description.get("Shards", []):
+            shard_id = shard["ShardId"]
+            if shard_id in self.shards:
+                continue
+            iterator = self.streams.get_shard_iterator(
+                StreamArn=self.stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType=self.settings.starting_position,
+            )["ShardIterator"]
+            self.shards[shard_id] = ShardState(shard_id, iterator)
+
+    def _fill(self, shard: ShardState) -> None:
+        """Read from the shard until a batch is full, the window closes or nothing is new."""
+        deadline = time.monotonic() + self.settings.maximum_batching_window_s
+        while len(shard.pending) < self.settings.batch_size and shard.iterator is not None:
+            answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
+            shard.iterator = answer.get("NextShardIterator")
+            fetched = answer.get("Records", [])
+            shard.pending.extend(to_lambda_record(r, self.stream_arn) for r in fetched)
+            if shard.iterator is None:
+                shard.closed = True
+            if len(shard.pending) >= self.settings.batch_size or time.monotonic() >= deadline:
+                return
+            if not fetched:
+                time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    # ---------------------------------------------------------------------------- invoking
+    def poll(self) -> int:
+        """One pass over every shard: deliver at most one batch each; returns records acked."""
+        self._discover()
+        acked = 0
+        for shard in list(self.shards.values()):
+            self._fill(shard)
+            if shard.pending:
+                acked += self._deliver(shard)
+        return acked
+
+    def drain(self, timeout_s: float = 30.0) -> int:
+        """Poll until no shard has anything left to deliver (or ``timeout_s``); records acked."""
+        deadline = time.monotonic() + timeout_s
+        total = 0
+        while time.monotonic() < deadline:
+            acked = self.poll()
+            total += acked
+            if acked == 0 and not any(s.pending for s in self.shards.values()):
+                return total
+        raise TimeoutError(f"the stream still had records after {timeout_s} s")
+
+    def _deliver(self, shard: ShardState) -> int:
+        """Invoke with the shard's next batch; returns how many records left the shard."""
+        batch = shard.pending[: shard.batch_limit or self.settings.batch_size]
+        done = self._invoke(batch)
+        del shard.pending[:done]
+        if done == len(batch):
+            shard.attempts, shard.batch_limit = 0, None
+            return done
+        if done:  # progress: what remains is a new batch with its own retries
+            shard.attempts = 0
+            return done
+        shard.attempts += 1
+        limit = self.settings.maximum_retry_attempts
+        if limit >= 0 and shard.attempts > limit:
+            del shard.pending[: len(batch)]
+            shard.attempts, shard.batch_limit = 0, None
+            if self.on_failure is not None:
+                self.on_failure(
+                    {
+                        "streamArn": self.stream_arn,
+                        "shardId": shard.shard_id,
+                        "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                        "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                        "batchSize": len(batch),
+                    }
+                )
+            return len(batch)
+        if self.settings.bisect_on_error and len(batch) > 1:
+            shard.batch_limit = (len(batch) + 1) // 2
+        return 0
+
+    def _invoke(self, batch: list[dict[str, Any]]) -> int:
+        self.invocations += 1
+        try:
+            response = self.handler({"Records": batch})
+        except Exception:
+            return 0
+        if not self.settings.report_batch_item_failures:
+            return len(batch)
+        failures = (response or {}).get("batchItemFailures") or []
+        if not failures:
+            return len(batch)
+        numbers = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        positions = []
+        for failure in failures:
+            identifier = (failure or {}).get("itemIdentifier")
+            if identifier not in numbers:
+                return 0  # an unknown identifier fails the whole batch, as on AWS
+            positions.append(numbers.index(identifier))
+        return min(positions)
+
+    # ----------------------------------------------------------------------------- running
+    def start(self) -> None:
+        """Poll in a background thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._run, name="stream-pump", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.poll() == 0:
+                    self._stop.wait(self.poll_interval_s)
+            except Exception:
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

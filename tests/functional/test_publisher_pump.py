@@ -1,0 +1,116 @@
+"""The local stream pump's event source mapping semantics, against moto's DynamoDB Streams."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from infra.local.stream_pump import MappingSettings, StreamPump
+from tests.events.capture_stream_events import client, create_example_tables
+from tests.support.moto_server import moto_server
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Any:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def stream(endpoint: str) -> tuple[Any, str]:
+    """A fresh Todos table with 10 writes; (streams client, stream ARN)."""
+    dynamodb = client("dynamodb", endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    create_example_tables(dynamodb, suffix)
+    for index in range(10):
+        dynamodb.put_item(
+            TableName="Todos" + suffix,
+            Item={"owner": {"S": "o"}, "id": {"S": f"i{index}"}, "n": {"N": str(index)}},
+        )
+    arn = dynamodb.describe_table(TableName="Todos" + suffix)["Table"]["LatestStreamArn"]
+    return client("dynamodbstreams", endpoint), arn
+
+
+class Handler:
+    """Records every batch; answers with the responses queued in ``answers`` (then success)."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.batches: list[list[int]] = []
+
+    def __call__(self, event: dict) -> Any:
+        numbers = [int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in event["Records"]]
+        self.batches.append(numbers)
+        answer = self.answers.pop(0) if self.answers else None
+        if isinstance(answer, Exception):
+            raise answer
+        if callable(answer):
+            return answer(event)
+        return answer or {"batchItemFailures": []}
+
+
+def fail_at(position: int):
+    def answer(event: dict) -> dict:
+        number = event["Records"][position]["dynamodb"]["SequenceNumber"]
+        return {"batchItemFailures": [{"itemIdentifier": number}]}
+
+    return answer
+
+
+def test_records_arrive_as_lambda_events_in_batches(stream) -> None:
+    streams, arn = stream
+    seen: list[dict] = []
+    pump = StreamPump(streams, arn, lambda e: seen.extend(e["Records"]), MappingSettings(4))
+    assert pump.drain() == 10
+    assert pump.invocations == 3
+    first = seen[0]
+    assert first["eventSourceARN"] == arn and first["eventSource"] == "aws:dynamodb"
+    assert isinstance(first["dynamodb"]["ApproximateCreationDateTime"], int)
+    assert [int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in seen] == list(range(10))
+
+
+def test_partial_failure_retries_from_the_reported_record(stream) -> None:
+    streams, arn = stream
+    handler = Handler(fail_at(2))
+    pump = StreamPump(streams, arn, handler, MappingSettings(batch_size=5))
+    assert pump.drain() == 10
+    assert handler.batches == [[0, 1, 2, 3, 4], [2, 3, 4, 5, 6], [7, 8, 9]]
+
+
+def test_an_error_or_unknown_identifier_retries_the_whole_batch(stream) -> None:
+    streams, arn = stream
+    unknown = {"batchItemFailures": [{"itemIdentifier": "nope"}]}
+    handler = Handler(RuntimeError("boom"), unknown)
+    pump = StreamPump(streams, arn, handler, MappingSettings(batch_size=10))
+    assert pump.drain() == 10
+    assert handler.batches == [list(range(10))] * 3
+
+
+def test_without_reported_failures_a_response_acknowledges_everything(stream) -> None:
+    streams, arn = stream
+    handler = Handler(fail_at(3))
+    settings = MappingSettings(batch_size=10, report_batch_item_failures=False)
+    assert StreamPump(streams, arn, handler, settings).drain() == 10
+    assert handler.batches == [list(range(10))]
+
+
+def test_bisect_splits_a_failing_batch(stream) -> None:
+    streams, arn = stream
+    handler = Handler(RuntimeError("whole"), RuntimeError("first half"))
+    settings = MappingSettings(batch_size=10, bisect_on_error=True)
+    assert StreamPump(streams, arn, handler, settings).drain() == 10
+    assert handler.batches == [list(range(10)), list(range(5)), [0, 1, 2], list(range(3, 10))]
+
+
+def test_after_the_retries_the_failed_records_go_to_the_on_failure_destination(stream) -> None:
+    streams, arn = stream
+    poison = Handler(*[fail_at(1)] + [fail_at(0)] * 3)  # record 1 always fails
+    dead: list[dict] = []
+    settings = MappingSettings(batch_size=4, maximum_retry_attempts=2)
+    pump = StreamPump(streams, arn, poison, settings, on_failure=dead.append)
+    assert pump.drain() == 10
+    assert poison.batches == [[0, 1, 2, 3]] + [[1, 2, 3, 4]] * 3 + [[5, 6, 7, 8], [9]]
+    (failure,) = dead
+    assert failure["batchSize"] == 4 and failure["streamArn"] == arn

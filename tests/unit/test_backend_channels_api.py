@@ -1,0 +1,117 @@
+"""The channels API's request parsing and answers, with an in-memory change store (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.change_store import Head, LogEntry
+from backend.channels_api import ChannelsApi, parse_request
+from backend.errors import BadRequest, Forbidden
+from backend.routes import load_routes
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTES = load_routes(ROOT / "infra" / "routes.yaml")
+ALICE = "us-east-1:11111111-1111-4111-8111-111111111111"
+CHANNEL = f"users/{ALICE}/todos"
+
+
+def fixture() -> dict:
+    return json.loads((ROOT / "tests" / "events" / "api_channel_changes.json").read_text())
+
+
+class MemoryStore:
+    def __init__(self, head: int, expires: float = 2e9) -> None:
+        self.head_seq = head
+        self.expires = expires
+        self.heads_read = 0
+
+    def head(self, channel: str) -> Head:
+        self.heads_read += 1
+        return Head(self.head_seq, 1)
+
+    def read(self, channel: str, after: int, limit: int) -> list[LogEntry]:
+        last = min(self.head_seq, after + limit)
+        return [
+            LogEntry(seq, 1, f'{{"seq":{seq},"n":0.10000000000000000555}}', int(self.expires))
+            for seq in range(after + 1, last + 1)
+        ]
+
+
+def test_api_gateway_proxy_event_parses() -> None:
+    request = parse_request(fixture(), ROUTES)
+    assert request.kind == "changes" and request.channel == CHANNEL
+    assert request.identity_id == ALICE
+    assert (request.after, request.limit, request.wait_s, request.epoch) == (41, 50, 2.5, None)
+
+
+def test_path_without_path_parameters_and_encoded_slashes() -> None:
+    event = fixture()
+    del event["pathParameters"]
+    assert parse_request(event, ROUTES).channel == CHANNEL
+    event["pathParameters"] = {"channel": CHANNEL.replace("/", "%2F")}
+    event["queryStringParameters"] = None
+    event["multiValueQueryStringParameters"] = None
+    request = parse_request(event, ROUTES)
+    assert request.kind == "head" and request.channel == CHANNEL
+    assert (request.after, request.limit, request.wait_s) == (0, 100, 0.0)
+
+
+def test_repeated_parameters_and_missing_identity_are_refused() -> None:
+    event = fixture()
+    event["multiValueQueryStringParameters"]["after"] = ["1", "2"]
+    with pytest.raises(BadRequest, match="after"):
+        parse_request(event, ROUTES)
+    event = fixture()
+    event["requestContext"]["identity"]["cognitoIdentityId"] = None
+    with pytest.raises(Forbidden):
+        parse_request(event, ROUTES)
+
+
+def test_changes_answer_embeds_stored_envelopes_verbatim() -> None:
+    api = ChannelsApi(ROUTES, MemoryStore(head=45), lambda i: frozenset())  # type: ignore[arg-type]
+    event = fixture()
+    event["queryStringParameters"] = {"after": "41", "limit": "2"}
+    answer = api.handle(event)
+    assert answer["statusCode"] == 200
+    body = json.loads(answer["body"])
+    assert [c["seq"] for c in body["changes"]] == [42, 43]
+    assert body == {**body, "head": 45, "epoch": 1, "next": 43, "more": True}
+    assert '"n":0.10000000000000000555}' in answer["body"]  # verbatim, not float-rounded
+
+
+def test_expired_first_entry_is_410_with_head_and_epoch() -> None:
+    store = MemoryStore(head=45, expires=1.0)
+    api = ChannelsApi(ROUTES, store, lambda i: frozenset())  # type: ignore[arg-type]
+    answer = api.handle(fixture())
+    assert answer["statusCode"] == 410
+    body = json.loads(answer["body"])
+    assert body["error"] == "cursor_expired" and body["head"] == 45 and body["epoch"] == 1
+
+
+def test_long_poll_uses_the_injected_clock_and_gives_up_after_wait() -> None:
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    store = MemoryStore(head=41)
+    api = ChannelsApi(ROUTES, store, lambda i: frozenset(), clock=lambda: now[0], sleep=sleep)  # type: ignore[arg-type]
+    answer = api.handle(fixture())  # wait=2.5 s, after=41 == head
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["changes"] == []
+    assert sum(slept) == pytest.approx(2.5) and store.heads_read == len(slept) + 1
+
+
+def test_an_unexpected_error_is_a_500_without_details() -> None:
+    class Broken(MemoryStore):
+        def head(self, channel: str) -> Head:
+            raise ZeroDivisionError("secret detail")
+
+    api = ChannelsApi(ROUTES, Broken(0), lambda i: frozenset())  # type: ignore[arg-type]
+    answer = api.handle(fixture())
+    assert answer["statusCode"] == 500
+    assert "secret" not in answer["body"] and json.loads(answer["body"])["error"] == "internal"
