@@ -161,7 +161,14 @@ class Tidings:
         self._transport: PushTransport | None = None
         self._retiring: list[PushTransport] = []
         self._connected_at = 0.0
-        self.stats = {"pushed": 0, "filled": 0, "duplicates": 0, "reconnects": 0, "polls": 0}
+        self.stats = {
+            "pushed": 0,
+            "filled": 0,
+            "duplicates": 0,
+            "reconnects": 0,
+            "polls": 0,
+            "renewals": 0,
+        }
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, daemon=True, name="tidings-dispatch"
         )
@@ -526,6 +533,7 @@ class Tidings:
         ):
             log.info("renewing the push connection before AWS IoT's 24 h limit")
             self._connected_at = now
+            self.stats["renewals"] += 1
             self._open_transport()
 
     def _unsubscribe(self, channel: _Channel) -> None:
