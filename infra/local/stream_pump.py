@@ -116,11 +116,17 @@ class StreamPump:
         self.poll_interval_s = poll_interval_s
         self.shards: dict[str, ShardState] = {}
         self.invocations = 0
+        self.discover_interval_s = 1.0
+        self._discovered_at = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- reading
     def _discover(self) -> None:
+        now = time.monotonic()
+        if self.shards and now - self._discovered_at < self.discover_interval_s:
+            return  # shards change rarely: one DescribeStream a second, not one a poll
+        self._discovered_at = now
         description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
         for shard in description.get("Shards", []):
             shard_id = shard["ShardId"]

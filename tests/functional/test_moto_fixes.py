@@ -1,0 +1,123 @@
+"""The local stack's TransactWriteItems keeps DynamoDB's all-or-nothing semantics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+from tests.support.moto_server import moto_server
+
+
+@pytest.fixture()
+def dynamodb() -> Iterator[object]:
+    apply_dynamodb_transaction_fixes()
+    with moto_server() as url:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        yield client
+
+
+def put(pk: str, condition: str | None = None) -> dict:
+    op: dict = {"TableName": "t", "Item": {"pk": {"S": pk}, "v": {"N": "1"}}}
+    if condition:
+        op["ConditionExpression"] = condition
+    return {"Put": op}
+
+
+def test_all_or_nothing(dynamodb) -> None:
+    dynamodb.transact_write_items(TransactItems=[put("a"), put("b")])
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                put("c", "attribute_not_exists(pk)"),
+                put("a", "attribute_not_exists(pk)"),
+            ]
+        )
+    error = cancelled.value.response
+    assert error["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in error["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    assert "Item" not in dynamodb.get_item(TableName="t", Key={"pk": {"S": "c"}})
+
+
+def test_conditions_see_the_state_before_the_transaction(dynamodb) -> None:
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": "t",
+                    "Key": {"pk": {"S": "counter"}},
+                    "UpdateExpression": "SET head = :one",
+                    "ConditionExpression": "attribute_not_exists(head)",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            put("claim", "attribute_not_exists(pk)"),
+        ]
+    )
+    item = dynamodb.get_item(TableName="t", Key={"pk": {"S": "counter"}})["Item"]
+    assert item["head"] == {"N": "1"}
+
+
+def test_two_actions_on_one_item_are_refused(dynamodb) -> None:
+    with pytest.raises(ClientError) as refused:
+        dynamodb.transact_write_items(TransactItems=[put("x"), put("x")])
+    assert "multiple" in str(refused.value).lower() or "ValidationException" in str(refused.value)
+
+
+def test_concurrent_transactions_on_one_counter_never_both_win(dynamodb) -> None:
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "n"}, "head": {"N": "0"}})
+    wins: list[int] = []
+
+    def bump(worker: int) -> None:
+        for _ in range(20):
+            while True:
+                head = int(
+                    dynamodb.get_item(TableName="t", Key={"pk": {"S": "n"}}, ConsistentRead=True)[
+                        "Item"
+                    ]["head"]["N"]
+                )
+                try:
+                    dynamodb.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Update": {
+                                    "TableName": "t",
+                                    "Key": {"pk": {"S": "n"}},
+                                    "UpdateExpression": "SET head = :new",
+                                    "ConditionExpression": "head = :old",
+                                    "ExpressionAttributeValues": {
+                                        ":new": {"N": str(head + 1)},
+                                        ":old": {"N": str(head)},
+                                    },
+                                }
+                            }
+                        ]
+                    )
+                except ClientError:
+                    continue
+                wins.append(head + 1)
+                break
+
+    threads = [threading.Thread(target=bump, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == list(range(1, 81))  # every value won exactly once
