@@ -129,3 +129,57 @@ def _transact(backend: Any, models: Any, original: Any, items: list[dict[str, An
             else:
                 backend.put_item(table_name, attributes)
         raise
+
+
+def apply_stream_fix() -> None:
+    """moto must not run event source mappings itself: the local stack's pump does.
+
+    moto tries to invoke a mapped function through Docker on every stream write (spawning
+    ``curl`` each time) and empties the stream when that succeeds; the mappings stay
+    registered in its Lambda API, but the records are left for the pump to read.
+    """
+    from moto.dynamodb.models import table as moto_table
+
+    shard: Any = moto_table.StreamShard
+    if getattr(shard, "_tidings_fixed", False):
+        return
+    original = shard.add
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        mappings = self.table.lambda_event_source_mappings
+        self.table.lambda_event_source_mappings = {}
+        try:
+            original(self, old, new)
+        finally:
+            self.table.lambda_event_source_mappings = mappings
+
+    shard.add = add
+    shard._tidings_fixed = True
+
+
+_COGNITO_IDENTITY_ID = r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f-]{36}$"
+
+
+def apply_iot_cognito_targets_fix() -> None:
+    """IoT ``AttachPolicy``/``DetachPolicy`` accept any Cognito identity id, as AWS does.
+
+    moto 5.2.5 accepts only identity ids its own cognito-identity issued; the local stack's
+    identity service issues them instead.
+    """
+    import re
+
+    from moto.iot import models as iot_models
+
+    backend: Any = iot_models.IoTBackend
+    if getattr(backend, "_tidings_fixed", False):
+        return
+    original = backend._get_principal
+    pattern = re.compile(_COGNITO_IDENTITY_ID)
+
+    def get_principal(self: Any, principal_arn: str) -> Any:
+        if pattern.match(principal_arn):
+            return {"IdentityId": principal_arn}
+        return original(self, principal_arn)
+
+    backend._get_principal = get_principal
+    backend._tidings_fixed = True

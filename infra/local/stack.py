@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -35,7 +37,6 @@ from infra.local.identity_service import (
     IdentityServiceConfig,
     IdentityServiceThread,
     iot_control_plane_policies,
-    mirror_identities_into_moto,
 )
 from infra.local.lambda_runtime import FunctionPool, FunctionSpec
 from infra.local.runner import GatewayThread
@@ -114,26 +115,11 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
-
-        apply_dynamodb_transaction_fixes()
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True)
         _check_port(config.moto_port, "moto (AWS control planes)")
-        self._moto = ThreadedMotoServer(
-            ip_address="127.0.0.1", port=config.moto_port, verbose=False
-        )
-        self._moto.start()
-        _, moto_port = self._moto.get_host_and_port()
-        self.moto_url = f"http://127.0.0.1:{moto_port}"
-        # moto keeps its state per process: start from a clean slate, as AWS would
-        import urllib.request
-
-        urllib.request.urlopen(
-            urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST"), timeout=30
-        ).read()
+        self._moto = _start_moto_process(config.moto_port)
+        self.moto_url = f"http://127.0.0.1:{self._moto.port}"
 
         broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
         self._gateway = GatewayThread(
@@ -250,25 +236,11 @@ class LocalStack:
                 time.sleep(0.2)
         if status != "CREATE_COMPLETE":
             raise RuntimeError(f"the template failed to deploy locally: {status}")
-        self._detach_moto_stream_invocations()
         for resource in cloudformation.describe_stack_resources(StackName=self.config.stack_name)[
             "StackResources"
         ]:
             if "LogicalResourceId" in resource and resource.get("PhysicalResourceId"):
                 self.physical_ids[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
-
-    def _detach_moto_stream_invocations(self) -> None:
-        """Stop moto from running the mappings itself: the stream pump does that.
-
-        moto tries to invoke a mapped function through Docker on every stream write (spawning
-        ``curl`` each time) and empties the stream when that succeeds; the mappings stay
-        registered in its Lambda API, but the records are left to the pump.
-        """
-        from moto.dynamodb.models import dynamodb_backends
-
-        backend = dynamodb_backends[ACCOUNT_ID][self.config.region]
-        for table in backend.tables.values():
-            table.lambda_event_source_mappings.clear()
 
     def _resolver(self) -> Resolver:
         region, account = self.config.region, ACCOUNT_ID
@@ -352,7 +324,6 @@ class LocalStack:
             ),
             self.credentials,
             iot_policies=iot_control_plane_policies(self.client("iot")),
-            on_new_identity=mirror_identities_into_moto(ACCOUNT_ID),
         ).start()
         self.identity_url = f"http://127.0.0.1:{self._identity.port}"
 
@@ -532,6 +503,44 @@ class LocalStack:
     def find_credential(self, access_key_id: str) -> StoredCredential | None:
         """Look up a credential the stack issued (tests, diagnostics)."""
         return self.credentials.get(access_key_id)
+
+
+class _MotoProcess:
+    """moto in its own process (``infra.local.moto_process``)."""
+
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process = process
+        self.port = port
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def _start_moto_process(port: int) -> _MotoProcess:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.moto_process", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("READY "):
+        process.kill()
+        process.wait(timeout=5)
+        raise OSError(f"moto did not start on 127.0.0.1:{port}: {line or 'no answer'}")
+    return _MotoProcess(process, int(line.split()[1]))
 
 
 def _quote(value: str) -> str:

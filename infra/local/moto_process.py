@@ -1,0 +1,46 @@
+"""moto in server mode in a process of its own, with the local stack's fixes applied.
+
+``python -m infra.local.moto_process PORT`` listens on 127.0.0.1 (0 picks a free port) and
+prints ``READY <port>`` once it serves. Running moto apart keeps its CPU-heavy request
+handling off the process that runs the IoT gateway and the stream pumps.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from infra.local.moto_fixes import (
+    apply_dynamodb_transaction_fixes,
+    apply_iot_cognito_targets_fix,
+    apply_stream_fix,
+)
+
+
+def main(argv: list[str]) -> int:
+    """Serve until SIGTERM or SIGINT."""
+    from moto.server import ThreadedMotoServer
+
+    apply_dynamodb_transaction_fixes()
+    apply_stream_fix()
+    apply_iot_cognito_targets_fix()
+    port = int(argv[0]) if argv else 0
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"ERROR {exc}", flush=True)
+        return 1
+    _, bound = server.get_host_and_port()
+    print(f"READY {bound}", flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
