@@ -71,6 +71,9 @@ class StackConfig:
     credential_lifetime_s: float = 3600.0
     broker: BrokerConfig | None = None
     function_concurrency: int = 8
+    stream_poll_interval_s: float = 0.05
+    """How often an idle pump asks a shard for records (Lambda polls about 4 times a second;
+    polling faster loads moto and lowers what the stack sustains)."""
 
     @property
     def env_file(self) -> Path:
@@ -454,6 +457,7 @@ class LocalStack:
                 self.functions[mapping.function].invoke,
                 settings,
                 on_failure=self._on_failure_destination(mapping),
+                poll_interval_s=self.config.stream_poll_interval_s,
             )
             pump.start()
             self.pumps.append(pump)
