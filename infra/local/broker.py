@@ -125,6 +125,26 @@ class _Pending:
     qos: int
     retain: bool
     properties: mq.Properties
+    templates: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    """Per protocol level, the QoS 1 PUBLISH bytes before and after the packet id: a fan-out
+    encodes the message once and only splices each subscriber's packet id in."""
+
+    def encode_qos1(self, packet_id: int, level: int, dup: bool = False) -> bytes:
+        """This message as a QoS 1 PUBLISH with ``packet_id``."""
+        template = None if dup else self.templates.get(level)
+        if template is None:
+            encoded = mq.encode_publish(
+                self.topic, self.payload, 1, packet_id, level, self.retain, dup, self.properties
+            )
+            if dup:
+                return encoded
+            offset = 1
+            while encoded[offset] & 0x80:
+                offset += 1
+            offset += 1 + 2 + len(self.topic.encode("utf-8"))
+            self.templates[level] = (encoded[:offset], encoded[offset + 2 :])
+            return encoded
+        return template[0] + packet_id.to_bytes(2, "big") + template[1]
 
 
 @dataclass(eq=False)
@@ -215,6 +235,7 @@ class Broker:
                 self.retained.pop(topic, None)
         delivered = 0
         frame_cache: dict[int, bytes] = {}
+        shared: _Pending | None = None
         for session, granted in self.index.match(topic).items():
             connection = session.connection
             if (
@@ -238,8 +259,11 @@ class Broker:
                     continue
                 connection.sink.send(data)
                 delivered += 1
-            elif self._deliver(session, _Pending(topic, payload, effective_qos, False, props)):
-                delivered += 1
+            else:
+                if shared is None or shared.qos != effective_qos:
+                    shared = _Pending(topic, payload, effective_qos, False, props)
+                if self._deliver(session, shared):
+                    delivered += 1
         self.deliveries += delivered
         return delivered
 
@@ -283,18 +307,7 @@ class Broker:
             return True
         packet_id = session.next_packet_id()
         session.inflight[packet_id] = message
-        connection.sink.send(
-            mq.encode_publish(
-                message.topic,
-                message.payload,
-                1,
-                packet_id,
-                connection.protocol_level,
-                message.retain,
-                False,
-                message.properties,
-            )
-        )
+        connection.sink.send(message.encode_qos1(packet_id, connection.protocol_level))
         return True
 
     def _drain_queue(self, session: Session) -> None:
@@ -402,6 +415,17 @@ class MqttConnection:
         if self.closed:
             return
         self.last_received = self.broker.clock()
+        if (
+            len(data) == 4
+            and data[0] == 0x40
+            and data[1] == 0x02
+            and (data[2] or data[3])
+            and self.connected
+            and not self.decoder.has_partial_packet
+        ):
+            # the common case at QoS 1: one PUBACK (success) per WebSocket frame
+            self._on_puback(mq.Puback((data[2] << 8) | data[3]))
+            return
         try:
             packets = self.decoder.feed(data)
         except mq.MalformedPacket as exc:

@@ -98,6 +98,8 @@ class Gateway:
         self.connections: set[_Connection] = set()
         self.port = config.port
         self.mqtt_blocked = False
+        self._dirty: list[_Connection] = []
+        self._flush_all_scheduled = False
         """While True, WebSocket upgrades are refused (503) as if a firewall blocked them."""
 
     @property
@@ -171,12 +173,34 @@ class Gateway:
             except Exception:  # pragma: no cover - a sweep bug must not stop the sweeper
                 log.exception("gateway sweep failed")
 
+    def schedule_flush(self, connection: _Connection) -> None:
+        """Flush ``connection`` at the end of this loop turn (one callback for all of them)."""
+        self._dirty.append(connection)
+        if not self._flush_all_scheduled:
+            self._flush_all_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_all_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection._flush_pending()
+
     def lookup(self, access_key_id: str) -> StoredCredential | None:
         """Credential lookup for SigV4 verification."""
         return self.credentials.get(access_key_id)
 
 
-class _Connection(asyncio.Protocol):
+_READ_BUFFER = memoryview(bytearray(64 * 1024))
+"""One receive buffer for every connection: the loop is single-threaded and each read is
+copied into the connection's TLS BIO at once (asyncio's default allocates 256 KiB a read)."""
+
+_last_framed: tuple[bytes, bytes] = (b"", b"")
+"""The last MQTT packet framed for WebSocket: a fan-out sends the same bytes to every
+subscriber, so it is framed once."""
+
+
+class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: TLS via memory BIOs, then HTTP, then maybe WebSocket + MQTT."""
 
     def __init__(self, gateway: Gateway) -> None:
@@ -220,7 +244,13 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_READ_BUFFER[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return
         self._incoming.write(data)
@@ -281,12 +311,18 @@ class _Connection(asyncio.Protocol):
         again when it becomes readable, so a second packet inside one frame would wait there.
         The frames queued during one event-loop turn leave in one TLS write.
         """
+        global _last_framed
         if self._closing:
             return
-        self._pending.append(ws.encode_binary(data))
+        if data is _last_framed[0]:
+            framed = _last_framed[1]
+        else:
+            framed = ws.encode_binary(data)
+            _last_framed = (data, framed)
+        self._pending.append(framed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_pending)
+            self.gateway.schedule_flush(self)
 
     def _flush_pending(self) -> None:
         self._flush_scheduled = False

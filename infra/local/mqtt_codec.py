@@ -877,6 +877,11 @@ class PacketDecoder:
         self._buffer = bytearray()
         self._error: MalformedPacket | None = None
 
+    @property
+    def has_partial_packet(self) -> bool:
+        """True while bytes of an incomplete packet are buffered."""
+        return bool(self._buffer)
+
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every packet they complete, in order.
 
