@@ -30,6 +30,10 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(PY) bench/fanout.py
+	$(PY) bench/login.py
+	$(PY) bench/publisher.py
+	$(PY) bench/e2e.py
+	$(PY) bench/client.py
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache
