@@ -131,8 +131,11 @@ def _transact(backend: Any, models: Any, original: Any, items: list[dict[str, An
         raise
 
 
-def apply_stream_fix() -> None:
+def apply_stream_fix(notify: Any = None) -> None:
     """moto must not run event source mappings itself: the local stack's pump does.
+
+    ``notify(table_name)``, if given, is called after every stream record is added, so the
+    pump can read at once instead of waiting for its next poll.
 
     moto tries to invoke a mapped function through Docker on every stream write (spawning
     ``curl`` each time) and empties the stream when that succeeds; the mappings stay
@@ -152,6 +155,8 @@ def apply_stream_fix() -> None:
             original(self, old, new)
         finally:
             self.table.lambda_event_source_mappings = mappings
+        if notify is not None:
+            notify(self.table.name)
 
     shard.add = add
     shard._tidings_fixed = True

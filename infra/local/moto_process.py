@@ -1,12 +1,15 @@
 """moto in server mode in a process of its own, with the local stack's fixes applied.
 
-``python -m infra.local.moto_process PORT`` listens on 127.0.0.1 (0 picks a free port) and
-prints ``READY <port>`` once it serves. Running moto apart keeps its CPU-heavy request
+``python -m infra.local.moto_process PORT [NOTIFY_PORT]`` listens on 127.0.0.1 (0 picks a
+free port) and prints ``READY <port>`` once it serves. With ``NOTIFY_PORT`` it sends a UDP
+datagram holding the table name to 127.0.0.1:NOTIFY_PORT whenever a stream record is added,
+so the stream pumps read at once. Running moto apart keeps its CPU-heavy request
 handling off the process that runs the IoT gateway and the stream pumps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -23,7 +26,19 @@ def main(argv: list[str]) -> int:
     from moto.server import ThreadedMotoServer
 
     apply_dynamodb_transaction_fixes()
-    apply_stream_fix()
+    notify = None
+    if len(argv) > 1:
+        import socket
+
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        target = ("127.0.0.1", int(argv[1]))
+
+        def notify(table_name: str) -> None:
+            # a lost wake-up only costs one poll interval
+            with contextlib.suppress(OSError):
+                sender.sendto(table_name.encode("utf-8"), target)
+
+    apply_stream_fix(notify)
     apply_iot_cognito_targets_fix()
     port = int(argv[0]) if argv else 0
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

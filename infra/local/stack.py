@@ -71,9 +71,9 @@ class StackConfig:
     credential_lifetime_s: float = 3600.0
     broker: BrokerConfig | None = None
     function_concurrency: int = 8
-    stream_poll_interval_s: float = 0.05
-    """How often an idle pump asks a shard for records (Lambda polls about 4 times a second;
-    polling faster loads moto and lowers what the stack sustains)."""
+    stream_poll_interval_s: float = 0.25
+    """How often an idle pump asks a shard for records (Lambda polls about 4 times a second).
+    moto also tells the pumps about every new record, so they read at once."""
 
     @property
     def env_file(self) -> Path:
@@ -121,7 +121,11 @@ class LocalStack:
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True)
         _check_port(config.moto_port, "moto (AWS control planes)")
-        self._moto = _start_moto_process(config.moto_port)
+        import socket
+
+        self._notify = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._notify.bind(("127.0.0.1", 0))
+        self._moto = _start_moto_process(config.moto_port, self._notify.getsockname()[1])
         self.moto_url = f"http://127.0.0.1:{self._moto.port}"
 
         broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
@@ -140,6 +144,7 @@ class LocalStack:
         self._start_identity(resolver)
         self._start_api_and_functions(resolver)
         self._start_pumps()
+        threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
         self._write_env_file()
 
     @property
@@ -182,6 +187,9 @@ class LocalStack:
             self._gateway.stop()
         if self._moto is not None:
             self._moto.stop()
+        notify = getattr(self, "_notify", None)
+        if notify is not None:
+            notify.close()
 
     # ------------------------------------------------------------------ moto
     def client(self, service: str) -> Any:
@@ -482,6 +490,20 @@ class LocalStack:
 
         return send
 
+    def _wake_pumps(self) -> None:
+        """Wake the pumps of a table as soon as moto reports a new stream record."""
+        by_table: dict[str, list[StreamPump]] = {}
+        for pump in self.pumps:
+            table = pump.stream_arn.split(":table/", 1)[1].split("/stream/", 1)[0]
+            by_table.setdefault(table, []).append(pump)
+        while not self._stopped.is_set():
+            try:
+                data, _ = self._notify.recvfrom(1024)
+            except OSError:
+                return
+            for pump in by_table.get(data.decode("utf-8", "replace"), ()):
+                pump.wake()
+
     # ------------------------------------------------------------------ outputs
     def settings(self) -> dict[str, str]:
         """What ``.tidings/local.env`` holds."""
@@ -526,9 +548,9 @@ class _MotoProcess:
                 self.process.wait(timeout=5)
 
 
-def _start_moto_process(port: int) -> _MotoProcess:
+def _start_moto_process(port: int, notify_port: int) -> _MotoProcess:
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_process", str(port)],
+        [sys.executable, "-m", "infra.local.moto_process", str(port), str(notify_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -119,6 +119,7 @@ class StreamPump:
         self.discover_interval_s = 1.0
         self._discovered_at = float("-inf")
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- reading
@@ -237,13 +238,19 @@ class StreamPump:
         while not self._stop.is_set():
             try:
                 if self.poll() == 0:
-                    self._stop.wait(self.poll_interval_s)
+                    self._wake.wait(self.poll_interval_s)
+                    self._wake.clear()
             except Exception:
                 self._stop.wait(1.0)
+
+    def wake(self) -> None:
+        """New records were written: poll now instead of at the next interval."""
+        self._wake.set()
 
     def stop(self) -> None:
         """Stop the background thread."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
