@@ -81,45 +81,16 @@ def serve_iot(port: int, rtt_ms: float) -> None:
 
 
 def serve_moto(port: int) -> None:
-    """moto in server mode, with TransactWriteItems backing up each table once per call.
-
-    moto deep-copies a whole table for every action of a transaction (for roll-back); one copy
-    per table and call is the same behaviour and keeps a 99-action transaction from costing
-    ~50 table copies; transactions are serialised because moto's copy races concurrent writes
-    (HTTP 500). (The same patch is in tests/functional/test_publisher.py.)
-    """
-    import copy
+    """moto in server mode with the local stack's TransactWriteItems fixes
+    (``infra/local/moto_fixes.py``: no whole-table copies, serialised transactions)."""
     import logging
-    import types
 
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
     from moto.server import ThreadedMotoServer
 
+    from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    local = threading.local()
-    lock = threading.Lock()
-
-    def deepcopy(obj: Any, *args: Any) -> Any:
-        memo = getattr(local, "memo", None)
-        if memo is None or not isinstance(obj, Table):
-            return copy.deepcopy(obj, *args)
-        if id(obj) not in memo:
-            memo[id(obj)] = copy.deepcopy(obj, *args)
-        return memo[id(obj)]
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: Any) -> Any:
-        with lock:  # moto is not thread-safe here: a copy races concurrent writes
-            local.memo = {}
-            try:
-                return original(self, transact_items)
-            finally:
-                local.memo = None
-
-    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    apply_dynamodb_transaction_fixes()  # the local stack's moto, as `tidings up` runs it
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
     threading.Event().wait()
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -57,47 +56,12 @@ class Moto:
 
 @contextmanager
 def table_backup_once_per_transaction() -> Iterator[None]:
-    """Make moto's TransactWriteItems back up each table once per call, not once per action.
+    """moto with the local stack's TransactWriteItems fixes (``infra/local/moto_fixes.py``):
+    no whole-table copy per action, and serialised transactions as DynamoDB isolates them."""
+    from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
 
-    moto deep-copies the whole table for every action of a transaction (to roll back), so a
-    99-action transaction against a 1,000-entry change log copies it 49 times and the test
-    spends its time there. The copies are identical (the backup loop changes nothing), so one
-    per table and call is the same behaviour. Only ``Table`` objects are memoised. Transactions
-    are also serialised: moto's copy races concurrent transactions ("dictionary changed size
-    during iteration" → HTTP 500), which DynamoDB's own isolation never shows.
-    """
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
-
-    real_copy = models.copy
-    local = threading.local()
-    lock = threading.Lock()
-
-    def deepcopy(obj: Any, *args: Any) -> Any:
-        memo = getattr(local, "memo", None)
-        if memo is None or not isinstance(obj, Table):
-            return real_copy.deepcopy(obj, *args)
-        if id(obj) not in memo:
-            memo[id(obj)] = real_copy.deepcopy(obj, *args)
-        return memo[id(obj)]
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: Any) -> Any:
-        with lock:  # moto is not thread-safe here: a copy races concurrent writes
-            local.memo = {}
-            try:
-                return original(self, transact_items)
-            finally:
-                local.memo = None
-
-    models.copy = SimpleNamespace(deepcopy=deepcopy)
-    models.DynamoDBBackend.transact_write_items = transact_write_items
-    try:
-        yield
-    finally:
-        models.copy = real_copy
-        models.DynamoDBBackend.transact_write_items = original
+    apply_dynamodb_transaction_fixes()
+    yield
 
 
 @pytest.fixture(scope="module")
