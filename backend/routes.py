@@ -18,6 +18,7 @@ import yaml
 
 __all__ = [
     "CHANNEL_SEGMENT",
+    "MAX_CHANNEL_BYTES",
     "Readers",
     "Route",
     "RouteError",
@@ -31,6 +32,8 @@ CHANNEL_SEGMENT = re.compile(r"^[A-Za-z0-9_.:@=-]{1,128}$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TEMPLATE_SEGMENT = re.compile(r"^(?:[A-Za-z0-9_.:@=-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$")
 MAX_CHANNEL_SLASHES = 5  # tidings/<stage>/ adds 2 of AWS IoT's 7
+MAX_CHANNEL_BYTES = 226
+"""AWS IoT allows 256 bytes in a topic; ``tidings/<stage>/`` takes up to 30 (stage ≤ 20)."""
 
 
 class RouteError(ValueError):
@@ -67,7 +70,8 @@ class Route:
         """Fill every channel template from a plain-JSON item image.
 
         A template whose attribute is missing, not a string/number, or not a valid segment is
-        skipped (the item does not belong to that channel).
+        skipped (the item does not belong to that channel), and so is a channel longer than
+        :data:`MAX_CHANNEL_BYTES`, which no AWS IoT topic could carry.
         """
         channels = []
         for template in self.channels:
@@ -111,7 +115,10 @@ def _fill(template: str, image: Mapping[str, Any]) -> str | None:
         if not CHANNEL_SEGMENT.match(text):
             return None
         out.append(text)
-    return "/".join(out)
+    channel = "/".join(out)
+    if len(channel.encode("utf-8")) > MAX_CHANNEL_BYTES:
+        return None  # no AWS IoT topic could carry it; publishing would fail on every retry
+    return channel
 
 
 def load_routes(path: str | Path) -> tuple[Route, ...]:

@@ -54,6 +54,8 @@ MAX_FILTERS_PER_SUBSCRIBE = 8
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 TOPIC_ALIAS_MAXIMUM = 8
 RECEIVE_MAXIMUM = 100
+MAX_TRACKED_CLIENT_IDS = 100_000
+"""Lifecycle ``versionNumber`` counters kept (oldest client ids forgotten first)."""
 
 # MQTT 5 reason codes used here.
 RC_SUCCESS = 0x00
@@ -329,8 +331,10 @@ class Broker:
     # ----------------------------------------------------------------- lifecycle events
     def next_version(self, client_id: str) -> int:
         """The ``versionNumber`` of a client id's next lifecycle event."""
-        version = self._versions.get(client_id, 0) + 1
-        self._versions[client_id] = version
+        version = self._versions.pop(client_id, 0) + 1
+        self._versions[client_id] = version  # re-inserted: the dict is in least-recent order
+        if len(self._versions) > MAX_TRACKED_CLIENT_IDS:
+            del self._versions[next(iter(self._versions))]
         return version
 
     def lifecycle_event(self, topic: str, body: Mapping[str, object]) -> None:

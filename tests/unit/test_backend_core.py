@@ -186,3 +186,14 @@ def test_envelope_over_the_inline_limit_is_published_as_ref() -> None:
     assert published["ref"] is True and "new" not in published and "old" not in published
     assert published["seq"] == 1 and published["keys"] == {"owner": OWNER, "id": "t1"}
     assert json.loads(small.full) == json.loads(full.full)  # the log keeps the images
+
+
+def test_a_channel_too_long_for_an_iot_topic_is_not_rendered() -> None:
+    from backend.routes import MAX_CHANNEL_BYTES, parse_routes
+
+    (route,) = parse_routes(
+        "routes:\n  - table: T\n    channels: ['a/{x}/{y}']\n    readers: public\n"
+    )
+    assert route.render({"x": "k" * 100, "y": "v" * 100}) == ["a/" + "k" * 100 + "/" + "v" * 100]
+    assert route.render({"x": "k" * 128, "y": "v" * 128}) == []
+    assert len(("tidings/" + "s" * 20 + "/").encode()) + MAX_CHANNEL_BYTES <= 256
