@@ -219,26 +219,14 @@ def batch(shape: str) -> list[dict[str, Any]]:
 
 
 def create_tables(dynamodb: Any) -> tuple[str, str]:
+    """A change log and a sequence table, defined as ``infra/template.yaml`` defines them."""
+    from infra.local.template_model import load_template
+
     suffix = uuid.uuid4().hex[:8]
     log, seq = f"bench-log-{suffix}", f"bench-seq-{suffix}"
-    dynamodb.create_table(
-        TableName=log,
-        KeySchema=[
-            {"AttributeName": "channel", "KeyType": "HASH"},
-            {"AttributeName": "seq", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "channel", "AttributeType": "S"},
-            {"AttributeName": "seq", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=seq,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    template = load_template(ROOT / "infra" / "template.yaml")
+    template.create_table(dynamodb, "ChangeLogTable", log)
+    template.create_table(dynamodb, "SequenceTable", seq)
     return log, seq
 
 

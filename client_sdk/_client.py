@@ -26,7 +26,13 @@ from client_sdk._errors import AccessDenied, CursorExpired, TidingsError
 from client_sdk._http import ssl_context
 from client_sdk._ordering import ChannelOrder, Deliver, Fill, Lost
 from client_sdk._session import CredentialSource
-from client_sdk._transport import Mqtt5Transport, PushTransport, V1Transport, new_client_id
+from client_sdk._transport import (
+    Mqtt5Transport,
+    PushTransport,
+    TransportSettings,
+    V1Transport,
+    new_client_id,
+)
 
 __all__ = ["Change", "ClientOptions", "ContinuityLost", "Subscription", "Tidings"]
 
@@ -287,14 +293,16 @@ class Tidings:
         transport = kind(
             self,
             self.credentials,
-            endpoint=session.iot_endpoint,
-            port=session.iot_port,
-            region=session.region,
-            ca_file=self.options.ca_file,
-            client_id=new_client_id(self.identity_id),
-            min_backoff_ms=self.options.min_backoff_ms,
-            max_backoff_ms=self.options.max_backoff_ms,
-            keep_alive_s=self.options.keep_alive_s,
+            TransportSettings(
+                endpoint=session.iot_endpoint,
+                port=session.iot_port,
+                region=session.region,
+                ca_file=self.options.ca_file,
+                client_id=new_client_id(self.identity_id),
+                min_backoff_ms=self.options.min_backoff_ms,
+                max_backoff_ms=self.options.max_backoff_ms,
+                keep_alive_s=self.options.keep_alive_s,
+            ),
         )
         previous = self._transport
         self._transport = transport

@@ -13,12 +13,19 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from client_sdk._errors import AccessDenied, ServiceUnavailable
 from client_sdk._session import CredentialSource
 
-__all__ = ["Mqtt5Transport", "PushTransport", "TransportEvents", "V1Transport"]
+__all__ = [
+    "Mqtt5Transport",
+    "PushTransport",
+    "TransportEvents",
+    "TransportSettings",
+    "V1Transport",
+]
 
 SUBACK_TIMEOUT_S = 15.0
 
@@ -43,6 +50,20 @@ class PushTransport(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class TransportSettings:
+    """Where and how a push transport connects (the same for every transport)."""
+
+    endpoint: str
+    port: int
+    region: str
+    ca_file: str | None
+    client_id: str
+    min_backoff_ms: int = 500
+    max_backoff_ms: int = 20_000
+    keep_alive_s: int = 60
+
+
 def new_client_id(identity_id: str) -> str:
     """A client id the identity's policy allows (``<identityId>-…``), unique per connection."""
     return f"{identity_id}-{uuid.uuid4().hex[:12]}"
@@ -55,20 +76,12 @@ class Mqtt5Transport:
         self,
         events: TransportEvents,
         credentials: CredentialSource,
-        *,
-        endpoint: str,
-        port: int,
-        region: str,
-        ca_file: str | None,
-        client_id: str,
-        min_backoff_ms: int = 500,
-        max_backoff_ms: int = 20_000,
-        keep_alive_s: int = 60,
+        settings: TransportSettings,
     ) -> None:
         from awscrt import auth, mqtt5
         from awsiot import mqtt5_client_builder
 
-        self.client_id = client_id
+        self.client_id = settings.client_id
         self._events = events
         self._mqtt5 = mqtt5
 
@@ -79,19 +92,19 @@ class Mqtt5Transport:
             )
 
         options: dict[str, Any] = {}
-        if ca_file:
-            options["ca_filepath"] = ca_file
+        if settings.ca_file:
+            options["ca_filepath"] = settings.ca_file
         self._client = mqtt5_client_builder.websockets_with_default_aws_signing(
-            region=region,
+            region=settings.region,
             credentials_provider=auth.AwsCredentialsProvider.new_delegate(fresh),
-            endpoint=endpoint,
-            port=port,
-            client_id=client_id,
-            keep_alive_interval_sec=keep_alive_s,
+            endpoint=settings.endpoint,
+            port=settings.port,
+            client_id=settings.client_id,
+            keep_alive_interval_sec=settings.keep_alive_s,
             session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
             retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
-            min_reconnect_delay_ms=min_backoff_ms,
-            max_reconnect_delay_ms=max_backoff_ms,
+            min_reconnect_delay_ms=settings.min_backoff_ms,
+            max_reconnect_delay_ms=settings.max_backoff_ms,
             on_publish_received=self._on_publish,
             on_lifecycle_connection_success=lambda _d: events.on_connected(self),
             on_lifecycle_connection_failure=self._on_failure,
@@ -151,33 +164,26 @@ class V1Transport:
         self,
         events: TransportEvents,
         credentials: CredentialSource,
-        *,
-        endpoint: str,
-        port: int,
-        region: str,
-        ca_file: str | None,
-        client_id: str,
-        min_backoff_ms: int = 500,
-        max_backoff_ms: int = 20_000,
-        keep_alive_s: int = 60,
+        settings: TransportSettings,
     ) -> None:
         from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
-        self.client_id = client_id
+        self.client_id = settings.client_id
         self._events = events
         self._credentials = credentials
-        self._keep_alive_s = keep_alive_s
-        client = AWSIoTMQTTClient(client_id, useWebsocket=True)
+        self._keep_alive_s = settings.keep_alive_s
+        endpoint, port = settings.endpoint, settings.port
+        client = AWSIoTMQTTClient(settings.client_id, useWebsocket=True)
         if ".iot." in endpoint and ".amazonaws." in endpoint:
             client.configureEndpoint(endpoint, port)
         else:
             # The SDK only accepts AWS-style host names; a local endpoint is reached through a
             # socket factory while TLS checks the AWS-style name the local certificate carries.
-            client.configureEndpoint(f"local-ats.iot.{region}.amazonaws.com", port)
+            client.configureEndpoint(f"local-ats.iot.{settings.region}.amazonaws.com", port)
             client.configureSocketFactory(lambda: socket.create_connection((endpoint, port)))
-        client.configureCredentials(ca_file or _default_ca())
+        client.configureCredentials(settings.ca_file or _default_ca())
         client.configureAutoReconnectBackoffTime(
-            max(1, min_backoff_ms // 1000), max(2, max_backoff_ms // 1000), 20
+            max(1, settings.min_backoff_ms // 1000), max(2, settings.max_backoff_ms // 1000), 20
         )
         client.configureOfflinePublishQueueing(0)
         client.configureConnectDisconnectTimeout(10)

@@ -12,6 +12,7 @@ function's answer into the HTTP response. Errors of its own are JSON
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -51,6 +52,7 @@ class ApiRoute:
         return _compile(self.resource)(path)
 
 
+@functools.lru_cache(maxsize=256)
 def _compile(resource: str) -> Callable[[str], dict[str, str] | None]:
     parts = []
     names = []

@@ -243,8 +243,8 @@ class Broker:
             if (
                 origin is not None
                 and connection is origin
-                and origin.no_local_filters
-                and origin.is_no_local(topic)
+                and origin.no_local
+                and origin.no_local.match(topic)
             ):
                 continue
             credential = connection.credential if connection else session.credential
@@ -374,7 +374,8 @@ class MqttConnection:
         self.session_identifier = str(uuid.uuid4())
         self.will: mq.Will | None = None
         self.topic_aliases: dict[int, str] = {}
-        self.no_local_filters: set[str] = set()
+        self.no_local: SubscriptionIndex[int] = SubscriptionIndex()
+        """The client's MQTT 5 No Local subscriptions: its own publishes on them skip it."""
         self._auth_cache: dict[tuple[str, str], bool] = {}
         self._tokens = float(broker.config.publish_rate_per_s)
         self._tokens_at = now
@@ -405,13 +406,6 @@ class MqttConnection:
                 self._auth_cache.clear()
             self._auth_cache[key] = decision
         return decision
-
-    def is_no_local(self, topic: str) -> bool:
-        """True if the client asked not to receive its own publishes on ``topic``."""
-        probe: SubscriptionIndex[int] = SubscriptionIndex()
-        for topic_filter in self.no_local_filters:
-            probe.add(topic_filter, 0, 0)
-        return bool(probe.match(topic))
 
     # ----------------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
@@ -745,9 +739,9 @@ class MqttConnection:
             session.subscriptions[topic_filter] = granted
             self.broker.index.add(topic_filter, session, granted)
             if options.no_local:
-                self.no_local_filters.add(topic_filter)
+                self.no_local.add(topic_filter, 0, 0)
             else:
-                self.no_local_filters.discard(topic_filter)
+                self.no_local.remove(topic_filter, 0)
             codes.append(granted)
             accepted.append(
                 (topic_filter, granted if is_new or options.retain_handling == 0 else -1)
@@ -816,7 +810,7 @@ class MqttConnection:
             if existed:
                 self.broker.index.remove(topic_filter, session)
                 removed.append(topic_filter)
-            self.no_local_filters.discard(topic_filter)
+            self.no_local.remove(topic_filter, 0)
             codes.append(RC_SUCCESS if existed else RC_NO_SUBSCRIPTION_EXISTED)
         self.send_packet(mq.Unsuback(packet.packet_id, codes, {}))
         if removed:

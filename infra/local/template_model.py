@@ -249,6 +249,32 @@ class Template:
                     )
         return 0.0, 0
 
+    def create_table(self, dynamodb: Any, logical_id: str, name: str) -> None:
+        """Create table ``logical_id`` as the template declares it, named ``name``.
+
+        Keys, attribute definitions, indexes, billing, stream and TTL come from the template,
+        so a test or benchmark table cannot drift from what is deployed.
+        """
+        props = self.tables()[logical_id]
+        request: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        for key in ("GlobalSecondaryIndexes", "StreamSpecification"):
+            if key in props:
+                request[key] = props[key]
+        if "StreamSpecification" in request:
+            request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        dynamodb.create_table(**request)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+
     def role_policies(self, logical_id: str) -> list[Any]:
         """The inline policy documents of an ``AWS::IAM::Role`` (unresolved)."""
         props = self.properties(logical_id)

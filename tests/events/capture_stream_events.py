@@ -73,53 +73,19 @@ def create_example_tables(dynamodb: Any, suffix: str = "") -> dict[str, str]:
 
 
 def create_backend_tables(dynamodb: Any, suffix: str = "") -> dict[str, str]:
-    """The backend's tables as template.yaml must declare them; logical id → name.
+    """The backend's tables (ChangeLogTable, SequenceTable, UsersTable) as template.yaml
+    declares them; logical id → name."""
+    from infra.local.template_model import load_template
 
-    ChangeLogTable: ``channel`` (S) + ``seq`` (N), TTL ``expires``. SequenceTable: ``pk`` (S),
-    TTL ``expires``. UsersTable (owned by auth/): ``pk`` (S), GSI ``byIdentity`` on
-    ``identityId`` (S).
-    """
-    change_log, sequence, users = f"ChangeLog{suffix}", f"Sequence{suffix}", f"Users{suffix}"
-    dynamodb.create_table(
-        TableName=change_log,
-        KeySchema=[
-            {"AttributeName": "channel", "KeyType": "HASH"},
-            {"AttributeName": "seq", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "channel", "AttributeType": "S"},
-            {"AttributeName": "seq", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=sequence,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=users,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "identityId", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "byIdentity",
-                "KeySchema": [{"AttributeName": "identityId", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    for table in (change_log, sequence):
-        dynamodb.update_time_to_live(
-            TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
-        )
-    return {"ChangeLogTable": change_log, "SequenceTable": sequence, "UsersTable": users}
+    template = load_template(Path(__file__).resolve().parents[2] / "infra" / "template.yaml")
+    names = {
+        "ChangeLogTable": f"ChangeLog{suffix}",
+        "SequenceTable": f"Sequence{suffix}",
+        "UsersTable": f"Users{suffix}",
+    }
+    for logical_id, name in names.items():
+        template.create_table(dynamodb, logical_id, name)
+    return names
 
 
 def _records(endpoint: str, table: str) -> list[dict[str, Any]]:
