@@ -22,10 +22,9 @@ identity]``, with ``${cognito-identity.amazonaws.com:sub}`` as a variable.
 
 Where the IoT policies come from: :func:`iot_control_plane_policies` asks the IoT control
 plane (moto) with ``ListAttachedPolicies(target=identityId)`` and ``GetPolicy`` at every
-credential mint, so what the login Lambda attached is what the gateway enforces. moto 5.2.5
-refuses ``AttachPolicy`` for an identity id its own cognito-identity backend has not issued;
-:func:`mirror_identities_into_moto` (for a moto running in this process, e.g.
-``ThreadedMotoServer``) registers each new identity there so that AttachPolicy works.
+credential mint, so what the login Lambda attached is what the gateway enforces. (moto
+5.2.5 refuses ``AttachPolicy`` for identity ids its own cognito-identity did not issue;
+``infra/local/moto_fixes.py`` makes it accept any Cognito identity id, as AWS does.)
 """
 
 from __future__ import annotations
@@ -63,7 +62,6 @@ __all__ = [
     "IdentityServiceConfig",
     "IdentityServiceThread",
     "iot_control_plane_policies",
-    "mirror_identities_into_moto",
 ]
 
 log = logging.getLogger("tidings.identity")
@@ -798,26 +796,3 @@ def iot_control_plane_policies(iot_client: Any) -> IotPolicySource:
             kwargs["marker"] = marker
 
     return attached
-
-
-def mirror_identities_into_moto(account_id: str = "123456789012") -> Callable[[str, str], None]:
-    """An ``on_new_identity`` hook registering identities in an in-process moto.
-
-    moto 5.2.5's IoT ``AttachPolicy`` accepts a Cognito identity id only if its own
-    cognito-identity backend issued it; this makes our identities known there (same account,
-    the region of the identity id). Local stack only.
-    """
-
-    def register(pool_id: str, identity_id: str) -> None:
-        from moto.cognitoidentity.models import CognitoIdentityPool, cognitoidentity_backends
-
-        region = identity_id.split(":", 1)[0]
-        backend = cognitoidentity_backends[account_id][region]
-        if pool_id not in backend.identity_pools:
-            pool = CognitoIdentityPool(region, "tidings-local")
-            pool.identity_pool_id = pool_id
-            backend.identity_pools[pool_id] = pool
-            backend.pools_identities[pool_id] = {"IdentityPoolId": pool_id, "Identities": []}
-        backend.pools_identities[pool_id]["Identities"].append({"IdentityId": identity_id})
-
-    return register

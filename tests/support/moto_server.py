@@ -37,7 +37,6 @@ from infra.local.identity_service import (
     IdentityServiceConfig,
     IdentityServiceThread,
     iot_control_plane_policies,
-    mirror_identities_into_moto,
 )
 from infra.local.temporary_credentials import mint_temporary_credential
 
@@ -59,8 +58,19 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """A ThreadedMotoServer on a free 127.0.0.1 port; yields its endpoint URL."""
+    """A ThreadedMotoServer on a free 127.0.0.1 port, with the local stack's moto fixes (as
+    ``infra/local/moto_process.py`` applies them); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
+
+    from infra.local.moto_fixes import (
+        apply_dynamodb_transaction_fixes,
+        apply_iot_cognito_targets_fix,
+        apply_stream_fix,
+    )
+
+    apply_dynamodb_transaction_fixes()
+    apply_stream_fix()
+    apply_iot_cognito_targets_fix()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
@@ -231,7 +241,6 @@ def signin_stack(
             config,
             store,
             iot_policies=iot_control_plane_policies(iot),
-            on_new_identity=mirror_identities_into_moto(ACCOUNT),
         )
         identity.start()
         try:
