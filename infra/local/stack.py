@@ -94,8 +94,6 @@ class LocalStack:
         self.physical_ids: dict[str, str] = {}
         self.outputs: dict[str, str] = {}
         self.tables: dict[str, str] = {}
-        self.stream_arns: dict[str, str] = {}
-        self._clients: dict[str, Any] = {}
         self.dead_letter_queue_url: str | None = None
         self._moto: Any = None
         self._gateway: GatewayThread | None = None
@@ -195,19 +193,15 @@ class LocalStack:
 
     # ------------------------------------------------------------------ moto
     def client(self, service: str) -> Any:
-        """A boto3 client for one of moto's services (created once per service)."""
-        client = self._clients.get(service)
-        if client is None:
-            import boto3
+        """A boto3 client for one of moto's services."""
+        import boto3
 
-            session: Any = boto3.session.Session(
-                region_name=self.config.region,
-                aws_access_key_id=MOTO_KEYS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
-            )
-            client = session.client(service, endpoint_url=self.moto_url)
-            self._clients[service] = client
-        return client
+        session: Any = boto3.session.Session(
+            region_name=self.config.region,
+            aws_access_key_id=MOTO_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
+        )
+        return session.client(service, endpoint_url=self.moto_url)
 
     def _deploy_to_moto(self) -> None:
         from infra.deploy import build_package
@@ -270,7 +264,6 @@ class LocalStack:
             attributes[(logical, "Arn")] = table["TableArn"]
             if "LatestStreamArn" in table:
                 attributes[(logical, "StreamArn")] = table["LatestStreamArn"]
-                self.stream_arns[logical] = table["LatestStreamArn"]
         for logical, resource in self.template.resources.items():
             kind = resource["Type"]
             physical = self.physical_ids.get(logical)
@@ -447,7 +440,10 @@ class LocalStack:
             region_name=self.config.region, aws_access_key_id="local", aws_secret_access_key="local"
         )
         for mapping in self.template.event_source_mappings():
-            stream_arn = self.stream_arns[mapping.table]
+            table = self.tables[mapping.table]
+            stream_arn = self.client("dynamodb").describe_table(TableName=table)["Table"][
+                "LatestStreamArn"
+            ]
             streams = session.client(
                 "dynamodbstreams",
                 endpoint_url=self.moto_url,
