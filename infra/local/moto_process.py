@@ -16,18 +16,13 @@ import sys
 import threading
 import time
 
-from infra.local.moto_fixes import (
-    apply_dynamodb_transaction_fixes,
-    apply_iot_cognito_targets_fix,
-    apply_stream_fix,
-)
+from infra.local.moto_fixes import apply_local_stack_fixes
 
 
 def main(argv: list[str]) -> int:
     """Serve until SIGTERM or SIGINT."""
     from moto.server import ThreadedMotoServer
 
-    apply_dynamodb_transaction_fixes()
     notify = None
     if len(argv) > 1:
         import socket
@@ -40,8 +35,7 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(OSError):
                 sender.sendto(table_name.encode("utf-8"), target)
 
-    apply_stream_fix(notify)
-    apply_iot_cognito_targets_fix()
+    apply_local_stack_fixes(notify)
     port = int(argv[0]) if argv else 0
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     try:

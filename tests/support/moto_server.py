@@ -62,15 +62,9 @@ def moto_server() -> Iterator[str]:
     ``infra/local/moto_process.py`` applies them); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    from infra.local.moto_fixes import (
-        apply_dynamodb_transaction_fixes,
-        apply_iot_cognito_targets_fix,
-        apply_stream_fix,
-    )
+    from infra.local.moto_fixes import apply_local_stack_fixes
 
-    apply_dynamodb_transaction_fixes()
-    apply_stream_fix()
-    apply_iot_cognito_targets_fix()
+    apply_local_stack_fixes()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
