@@ -38,6 +38,7 @@ __all__ = [
     "apply_dynamodb_transaction_fixes",
     "apply_iot_cognito_targets_fix",
     "apply_local_stack_fixes",
+    "apply_routing_fix",
     "apply_stream_fix",
 ]
 
@@ -51,6 +52,7 @@ def apply_local_stack_fixes(notify: Any = None) -> None:
     apply_dynamodb_query_fix()
     apply_dynamodb_response_fix()
     apply_stream_fix(notify)
+    apply_routing_fix()
     apply_iot_cognito_targets_fix()
 
 
@@ -168,29 +170,61 @@ def apply_stream_fix(notify: Any = None) -> None:
     ``notify(table_name)``, if given, is called after every stream record is added, so the
     pump can read at once instead of waiting for its next poll.
 
-    moto tries to invoke a mapped function through Docker on every stream write (spawning
-    ``curl`` each time) and empties the stream when that succeeds; the mappings stay
-    registered in its Lambda API, but the records are left for the pump to read.
+    moto's ``StreamShard.add`` invokes every mapped function through Docker on each stream
+    write (spawning ``curl`` each time) and empties the stream when that succeeds; the
+    replacement only appends the record, exactly as moto builds it. The mappings stay
+    registered in moto's Lambda API; the records are left for the pump to read.
     """
     from moto.dynamodb.models import table as moto_table
 
     shard: Any = moto_table.StreamShard
     if getattr(shard, "_tidings_fixed", False):
         return
-    original = shard.add
 
     def add(self: Any, old: Any, new: Any) -> None:
-        mappings = self.table.lambda_event_source_mappings
-        self.table.lambda_event_source_mappings = {}
-        try:
-            original(self, old, new)
-        finally:
-            self.table.lambda_event_source_mappings = mappings
+        view = self.table.stream_specification["StreamViewType"]
+        if old is None:
+            event_name = "INSERT"
+        elif new is None:
+            event_name = "REMOVE"
+        else:
+            event_name = "MODIFY"
+        seq = len(self.items) + self.starting_sequence_number
+        self.items.append(moto_table.StreamRecord(self.table, view, event_name, old, new, seq))
         if notify is not None:
             notify(self.table.name)
 
     shard.add = add
     shard._tidings_fixed = True
+
+
+def apply_routing_fix() -> None:
+    """Remember which moto service answers each host name (idempotent).
+
+    moto's server works out the service of every request under one process-wide lock, and
+    that lookup lists moto's package folder on disk and tries a few hundred URL patterns:
+    about 1 ms per request with every other request waiting. A host name always maps to the
+    same service, so the answer is kept.
+    """
+    from moto.moto_server import werkzeug_app
+
+    dispatcher: Any = werkzeug_app.DomainDispatcherApplication
+    if getattr(dispatcher, "_tidings_fixed", False):
+        return
+    original = dispatcher.get_backend_for_host
+    known: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        try:
+            return known[host]
+        except KeyError:
+            backend = original(self, host)
+            if len(known) < 1000:  # the host comes from the request: keep the cache bounded
+                known[host] = backend
+            return backend
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+    dispatcher._tidings_fixed = True
 
 
 _COGNITO_IDENTITY_ID = r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f-]{36}$"

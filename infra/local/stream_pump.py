@@ -14,6 +14,12 @@ stream events, following the semantics of ``AWS::Lambda::EventSourceMapping``:
   expires) the failing batch is handed to ``on_failure`` (the on-failure destination) and
   skipped.
 
+Run in threads (:meth:`StreamPump.start`), reading and invoking overlap as in Lambda's
+poller: one thread reads the stream as soon as it is woken (a bounded read-ahead of
+``READ_AHEAD_BATCHES`` batches per shard) while another invokes the handler with one batch
+per shard at a time, so a batch waits for the invocation before it, not for a read after
+it. :meth:`poll` and :meth:`drain` do both in the caller's thread, one step at a time.
+
 The handler is any ``event -> response`` callable: the publisher in-process, or a function
 worker of the local Lambda runtime. The streams client is passed in (botocore 1.44 needs an
 explicit endpoint or ``account_id_endpoint_mode="disabled"`` for DynamoDB Streams).
@@ -32,6 +38,7 @@ from typing import Any
 __all__ = ["MappingSettings", "ShardState", "StreamPump", "to_lambda_record"]
 
 Handler = Callable[[dict[str, Any]], Any]
+READ_AHEAD_BATCHES = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class ShardState:
     attempts: int = 0
     batch_limit: int | None = None  # smaller than the batch size while bisecting
     closed: bool = False
+    first_pending_at: float = 0.0  # when the oldest pending record was read (monotonic)
+    retry_at: float = 0.0  # a batch that failed without progress waits until then
 
 
 def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
@@ -120,7 +129,8 @@ class StreamPump:
         self._discovered_at = float("-inf")
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ready = threading.Condition()  # guards every shard's ``pending``
+        self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------------------- reading
     def _discover(self) -> None:
@@ -147,13 +157,36 @@ class StreamPump:
             answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
             shard.iterator = answer.get("NextShardIterator")
             fetched = answer.get("Records", [])
-            shard.pending.extend(to_lambda_record(r, self.stream_arn) for r in fetched)
+            self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
             if shard.iterator is None:
                 shard.closed = True
             if len(shard.pending) >= self.settings.batch_size or time.monotonic() >= deadline:
                 return
             if not fetched:
                 time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    def _add_pending(self, shard: ShardState, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        with self._ready:
+            if not shard.pending:
+                shard.first_pending_at = time.monotonic()
+            shard.pending.extend(records)
+            self._ready.notify_all()
+
+    def _read_ahead(self, shard: ShardState) -> int:
+        """One ``GetRecords`` if the shard's read-ahead has room; returns the records read."""
+        with self._ready:
+            full = len(shard.pending) >= READ_AHEAD_BATCHES * self.settings.batch_size
+        if shard.iterator is None or full:
+            return 0
+        answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
+        shard.iterator = answer.get("NextShardIterator")
+        if shard.iterator is None:
+            shard.closed = True
+        fetched = answer.get("Records", [])
+        self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
+        return len(fetched)
 
     # ---------------------------------------------------------------------------- invoking
     def poll(self) -> int:
@@ -179,9 +212,19 @@ class StreamPump:
 
     def _deliver(self, shard: ShardState) -> int:
         """Invoke with the shard's next batch; returns how many records left the shard."""
-        batch = shard.pending[: shard.batch_limit or self.settings.batch_size]
+        with self._ready:
+            batch = shard.pending[: shard.batch_limit or self.settings.batch_size]
         done = self._invoke(batch)
+        with self._ready:
+            return self._settle(shard, batch, done)
+
+    def _settle(self, shard: ShardState, batch: list[dict[str, Any]], done: int) -> int:
+        """After an invocation: drop what it acknowledged; retry, bisect or give up on the rest.
+
+        Returns how many records left the shard."""
         del shard.pending[:done]
+        if shard.pending:
+            shard.first_pending_at = time.monotonic()
         if done == len(batch):
             shard.attempts, shard.batch_limit = 0, None
             return done
@@ -189,10 +232,11 @@ class StreamPump:
             shard.attempts = 0
             return done
         shard.attempts += 1
+        shard.retry_at = time.monotonic() + self.poll_interval_s
         limit = self.settings.maximum_retry_attempts
         if limit >= 0 and shard.attempts > limit:
             del shard.pending[: len(batch)]
-            shard.attempts, shard.batch_limit = 0, None
+            shard.attempts, shard.batch_limit, shard.retry_at = 0, None, 0.0
             if self.on_failure is not None:
                 self.on_failure(
                     {
@@ -230,27 +274,64 @@ class StreamPump:
 
     # ----------------------------------------------------------------------------- running
     def start(self) -> None:
-        """Poll in a background thread until :meth:`stop`."""
-        self._thread = threading.Thread(target=self._run, name="stream-pump", daemon=True)
-        self._thread.start()
+        """Read and invoke in two background threads until :meth:`stop`."""
+        self._threads = [
+            threading.Thread(target=self._read_loop, name="stream-pump-read", daemon=True),
+            threading.Thread(target=self._invoke_loop, name="stream-pump-invoke", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _read_loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before reading: a wake-up during the read is not lost
             try:
-                if self.poll() == 0:
-                    self._wake.wait(self.poll_interval_s)
-                    self._wake.clear()
+                self._discover()
+                read = sum(self._read_ahead(shard) for shard in list(self.shards.values()))
             except Exception:
                 self._stop.wait(1.0)
+                continue
+            if read == 0:
+                self._wake.wait(self.poll_interval_s)
+
+    def _invoke_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._ready:
+                shard, wait_s = self._due()
+                if shard is None:
+                    self._ready.wait(wait_s)
+                    continue
+            try:
+                self._deliver(shard)
+            except Exception:
+                self._stop.wait(1.0)
+            self._wake.set()  # the read-ahead may have room again
+
+    def _due(self) -> tuple[ShardState | None, float]:
+        """The shard whose batch is due now, or how long until one may be (under the lock)."""
+        now = time.monotonic()
+        wait_s = self.poll_interval_s
+        window = self.settings.maximum_batching_window_s
+        for shard in self.shards.values():
+            if not shard.pending:
+                continue
+            due_at = max(shard.retry_at, shard.first_pending_at + window)
+            full = len(shard.pending) >= (shard.batch_limit or self.settings.batch_size)
+            if (full and shard.retry_at <= now) or due_at <= now:
+                return shard, 0.0
+            wait_s = min(wait_s, due_at - now)
+        return None, max(wait_s, 0.001)
 
     def wake(self) -> None:
-        """New records were written: poll now instead of at the next interval."""
+        """New records were written: read now instead of at the next interval."""
         self._wake.set()
 
     def stop(self) -> None:
-        """Stop the background thread."""
+        """Stop the background threads."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        with self._ready:
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
