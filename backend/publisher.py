@@ -6,7 +6,9 @@ For each batch:
 2. number and log the changes (:class:`~backend.change_store.ChangeStore`: one transaction per
    group, idempotent on the stream eventID; a redelivered record gets its old seq back);
 3. publish each change's envelope with QoS 1 to ``tidings/<stage>/<channel>``: channels
-   concurrently, each channel's changes one after another in seq order;
+   concurrently, each channel's changes started in seq order with up to ``publish_window``
+   in flight (default 1: one after another; more lifts a hot channel above one iot-data
+   round trip per change);
 4. answer ``batchItemFailures`` with the SequenceNumber of the first record that was not fully
    numbered, logged and published, so that only that tail is retried. Redelivered changes are
    published again with their old seq, which a client drops as a duplicate.
@@ -17,6 +19,7 @@ it may be numbered ahead of it). REMOVE records, including TTL expiry, are chang
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -186,36 +189,63 @@ class Publisher:
                 outcome.fail(item.index, result)
             else:
                 per_channel.setdefault(item.channel, []).append((item, envelope, result))
-        lanes = list(per_channel.values())
-        for lane_outcome in self._executor.map(self._publish_lane, lanes):
-            published, republished, latencies, failure = lane_outcome
-            outcome.published += published
-            outcome.republished += republished
-            outcome.publish_latencies_ms.extend(latencies)
-            if failure is not None:
-                outcome.fail(*failure)
+        lanes = [sorted(lane, key=lambda entry: entry[2].seq) for lane in per_channel.values()]
+        self._publish_lanes(lanes, outcome)
         return outcome
 
-    def _publish_lane(
-        self, lane: list[tuple[ChannelChange, _Envelope, Committed]]
-    ) -> tuple[int, int, list[float], tuple[int, Exception] | None]:
-        """Publish one channel's changes in seq order; stop at the first failure."""
-        published = republished = 0
-        latencies: list[float] = []
-        topic = self.settings.topic_prefix + lane[0][0].channel
-        for item, envelope, committed in sorted(lane, key=lambda entry: entry[2].seq):
-            started = time.perf_counter()
+    def _publish_lanes(
+        self, lanes: list[list[tuple[ChannelChange, _Envelope, Committed]]], outcome: BatchOutcome
+    ) -> None:
+        """Publish every channel's changes, each channel's started in seq order.
+
+        Up to ``publish_window`` publishes of one channel are in flight at once (AWS IoT does
+        not order concurrent publishes either; subscribers restore ``seq`` order). After a
+        failure the channel starts nothing more: what is in flight completes, and the
+        batch response retries from the failed record.
+        """
+        window = self.settings.publish_window
+        done = threading.Condition()
+        started = [0] * len(lanes)
+        in_flight = [0] * len(lanes)
+        stopped = [False] * len(lanes)
+
+        def publish(lane: int, entry: tuple[ChannelChange, _Envelope, Committed]) -> None:
+            item, envelope, committed = entry
+            topic = self.settings.topic_prefix + item.channel
+            began = time.perf_counter()
+            error: Exception | None = None
             try:
                 self.iot_data.publish(
                     topic=topic, qos=1, payload=envelope.payload(committed.seq, committed.epoch)
                 )
             except Exception as exc:
                 error = PublishError(f"publishing seq {committed.seq} to {topic} failed: {exc}")
-                return published, republished, latencies, (item.index, error)
-            latencies.append((time.perf_counter() - started) * 1000)
-            published += 1
-            republished += 0 if committed.fresh else 1
-        return published, republished, latencies, None
+            with done:
+                in_flight[lane] -= 1
+                if error is not None:
+                    stopped[lane] = True
+                    outcome.fail(item.index, error)
+                else:
+                    outcome.publish_latencies_ms.append((time.perf_counter() - began) * 1000)
+                    outcome.published += 1
+                    outcome.republished += 0 if committed.fresh else 1
+                done.notify()
+
+        with done:
+            while True:
+                for lane, entries in enumerate(lanes):
+                    while (
+                        not stopped[lane]
+                        and started[lane] < len(entries)
+                        and in_flight[lane] < window
+                    ):
+                        entry = entries[started[lane]]
+                        started[lane] += 1
+                        in_flight[lane] += 1
+                        self._executor.submit(publish, lane, entry)
+                if not any(in_flight):
+                    return
+                done.wait()
 
     def _report(self, outcome: BatchOutcome) -> None:
         if self.metrics is not None:

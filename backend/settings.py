@@ -37,12 +37,14 @@ ENV_RETENTION_S = "TIDINGS_RETENTION_S"
 ENV_INLINE_LIMIT_BYTES = "TIDINGS_INLINE_LIMIT_BYTES"
 ENV_ROUTES_FILE = "TIDINGS_ROUTES_FILE"
 ENV_PUBLISH_CONCURRENCY = "TIDINGS_PUBLISH_CONCURRENCY"
+ENV_PUBLISH_WINDOW = "TIDINGS_PUBLISH_WINDOW"
 
 MAX_IOT_PAYLOAD_BYTES = 128 * 1024
 """AWS IoT Core's payload limit."""
 
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_PUBLISH_CONCURRENCY = 64
+DEFAULT_PUBLISH_WINDOW = 1
 
 
 def table_env_name(logical_id: str) -> str:
@@ -61,6 +63,8 @@ class Settings:
     retention_s: int = DEFAULT_RETENTION_S
     inline_limit_bytes: int = MAX_IOT_PAYLOAD_BYTES
     publish_concurrency: int = DEFAULT_PUBLISH_CONCURRENCY
+    publish_window: int = DEFAULT_PUBLISH_WINDOW
+    """Publishes of one channel in flight at once, started in ``seq`` order (1: one by one)."""
     users_table: str | None = None
     tables: Mapping[str, str] = field(default_factory=dict)
     """Source tables: upper-cased logical id → physical table name."""
@@ -79,6 +83,8 @@ class Settings:
             )
         if not 1 <= self.publish_concurrency <= 256:
             raise ConfigurationError(f"{ENV_PUBLISH_CONCURRENCY} must be between 1 and 256")
+        if not 1 <= self.publish_window <= 64:
+            raise ConfigurationError(f"{ENV_PUBLISH_WINDOW} must be between 1 and 64")
 
     @property
     def topic_prefix(self) -> str:
@@ -107,6 +113,7 @@ class Settings:
             retention_s=_integer(env, ENV_RETENTION_S, DEFAULT_RETENTION_S),
             inline_limit_bytes=_integer(env, ENV_INLINE_LIMIT_BYTES, MAX_IOT_PAYLOAD_BYTES),
             publish_concurrency=_integer(env, ENV_PUBLISH_CONCURRENCY, DEFAULT_PUBLISH_CONCURRENCY),
+            publish_window=_integer(env, ENV_PUBLISH_WINDOW, DEFAULT_PUBLISH_WINDOW),
             users_table=env.get(ENV_USERS_TABLE) or None,
             tables=tables,
         )

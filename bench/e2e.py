@@ -647,6 +647,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quiet-wait", type=float, help="wait up to S s for other programs to idle (10; quick 2)"
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--log-file", type=Path, help="keep the stack's log there")
     return parser.parse_args(argv)
 
 
@@ -676,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="tidings-bench-e2e-") as tmp:
             state = Path(tmp)
-            log_file = state / "stack.log"
+            log_file = args.log_file or state / "stack.log"
             print(f"starting the local stack (its logs: {log_file})...", flush=True)
             with stderr_to(log_file), local_stack(state / "stack") as stack:
                 stack_s = time.monotonic() - started

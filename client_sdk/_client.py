@@ -24,7 +24,7 @@ from typing import Any, Literal
 from client_sdk._api import ChannelsApi
 from client_sdk._errors import AccessDenied, CursorExpired, TidingsError
 from client_sdk._http import ssl_context
-from client_sdk._ordering import ChannelOrder, Deliver, Fill, Lost
+from client_sdk._ordering import AwaitGap, ChannelOrder, Deliver, Fill, Lost
 from client_sdk._session import CredentialSource
 from client_sdk._transport import (
     Mqtt5Transport,
@@ -76,6 +76,7 @@ class ClientOptions:
     max_backoff_ms: int = 20_000
     keep_alive_s: int = 60
     connect_timeout_s: float = 15.0
+    reorder_window_s: float = 0.2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientOptions:
@@ -361,6 +362,8 @@ class Tidings:
             self._on_tick()
         elif kind == "resubscribed":
             self._on_resubscribed(*data)
+        elif kind == "gap" and not data.closed:
+            self._run(data, data.order.gap_timeout())
 
     def _run(self, channel: _Channel, actions: list[Any]) -> None:
         for action in actions:
@@ -374,6 +377,8 @@ class Tidings:
                     log.exception("on_change for %s raised", channel.name)
             elif isinstance(action, Fill):
                 self._start_fill(channel, action.after)
+            elif isinstance(action, AwaitGap):
+                self._await_gap(channel)
             elif isinstance(action, Lost):
                 lost = ContinuityLost(action.head, action.epoch, action.reason)
                 log.warning("continuity lost on %s: %s", channel.name, lost)
@@ -412,6 +417,17 @@ class Tidings:
         for change in early:
             self._run(channel, channel.order.on_push(change))
         self._run(channel, channel.order.resume())
+
+    def _await_gap(self, channel: _Channel) -> None:
+        """Give reordered pushes ``reorder_window_s`` to close a gap before filling it."""
+        if self.options.reorder_window_s <= 0:
+            self._run(channel, channel.order.gap_timeout())
+            return
+        timer = threading.Timer(
+            self.options.reorder_window_s, lambda: self._events.put(("gap", channel))
+        )
+        timer.daemon = True
+        timer.start()
 
     def _start_fill(self, channel: _Channel, after: int) -> None:
         wait = self.options.poll_wait_s if self.mode == "poll" else 0.0

@@ -5,6 +5,11 @@ can arrive twice (QoS 1 redelivery, overlap with a catch-up), out of order, or w
 connection drop). :class:`ChannelOrder` turns whatever arrives into what the application may
 see — each change once, in ``seq`` order — and tells its owner when to fetch the missing
 range from the API and when continuity was lost (cursor expired, epoch changed).
+
+A hole opened by a push is usually a reordering, not a loss: the publisher keeps several
+publishes of a channel in flight and AWS IoT does not order them. So a push-side gap first
+asks its owner to wait (:class:`AwaitGap`); if the missing changes have not arrived when the
+owner calls :meth:`ChannelOrder.gap_timeout`, that asks for the fill.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChannelOrder", "Deliver", "Fill", "Lost"]
+__all__ = ["AwaitGap", "ChannelOrder", "Deliver", "Fill", "Lost"]
 
 Envelope = Mapping[str, Any]
 
@@ -33,6 +38,13 @@ class Fill:
 
 
 @dataclass(frozen=True)
+class AwaitGap:
+    """A push left a hole after ``after``: call ``gap_timeout`` after the reorder window."""
+
+    after: int
+
+
+@dataclass(frozen=True)
 class Lost:
     """Continuity was lost: changes between the cursor and ``head`` cannot be delivered."""
 
@@ -41,7 +53,7 @@ class Lost:
     reason: str
 
 
-Action = Deliver | Fill | Lost
+Action = Deliver | Fill | AwaitGap | Lost
 
 
 @dataclass
@@ -58,6 +70,7 @@ class ChannelOrder:
     max_buffer: int = 10_000
     _buffer: dict[int, Envelope] = field(default_factory=dict)
     _filling: bool = False
+    _awaiting_gap: bool = False
 
     @property
     def filling(self) -> bool:
@@ -90,9 +103,17 @@ class ChannelOrder:
             self._buffer.clear()
         self._buffer[seq] = change
         actions.extend(self._drain())
-        if self._buffer:
-            actions.extend(self._request_fill())
+        if self._buffer and not self._filling and not self._awaiting_gap:
+            self._awaiting_gap = True
+            actions.append(AwaitGap(self.cursor))
         return actions
+
+    def gap_timeout(self) -> list[Action]:
+        """The reorder window after an :class:`AwaitGap` is over: fill what is still missing."""
+        self._awaiting_gap = False
+        if self._buffer:
+            return self._request_fill()
+        return []
 
     def resume(self) -> list[Action]:
         """After a (re)connect or a poll tick: fetch whatever came after the cursor."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ __all__ = ["MappingSettings", "ShardState", "StreamPump", "to_lambda_record"]
 
 Handler = Callable[[dict[str, Any]], Any]
 READ_AHEAD_BATCHES = 10
+_log = logging.getLogger("tidings.stream_pump")
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class StreamPump:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._ready = threading.Condition()  # guards every shard's ``pending``
+        self._invoking = False
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------------------- reading
@@ -175,10 +178,15 @@ class StreamPump:
             self._ready.notify_all()
 
     def _read_ahead(self, shard: ShardState) -> int:
-        """One ``GetRecords`` if the shard's read-ahead has room; returns the records read."""
+        """One ``GetRecords`` if the shard's read-ahead has room; returns the records read.
+
+        While a batch is being invoked and the next one is already waiting, reading again
+        would only add calls: the read after the invocation gathers everything new at once.
+        """
         with self._ready:
             full = len(shard.pending) >= READ_AHEAD_BATCHES * self.settings.batch_size
-        if shard.iterator is None or full:
+            waiting = bool(shard.pending) and self._invoking
+        if shard.iterator is None or full or waiting:
             return 0
         answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
         shard.iterator = answer.get("NextShardIterator")
@@ -289,6 +297,7 @@ class StreamPump:
                 self._discover()
                 read = sum(self._read_ahead(shard) for shard in list(self.shards.values()))
             except Exception:
+                _log.exception("reading %s failed; trying again in 1 s", self.stream_arn)
                 self._stop.wait(1.0)
                 continue
             if read == 0:
@@ -301,11 +310,15 @@ class StreamPump:
                 if shard is None:
                     self._ready.wait(wait_s)
                     continue
+                self._invoking = True
             try:
                 self._deliver(shard)
             except Exception:
+                _log.exception("delivering from %s failed; trying again in 1 s", self.stream_arn)
                 self._stop.wait(1.0)
-            self._wake.set()  # the read-ahead may have room again
+            with self._ready:
+                self._invoking = False
+            self._wake.set()  # read what came in meanwhile
 
     def _due(self) -> tuple[ShardState | None, float]:
         """The shard whose batch is due now, or how long until one may be (under the lock)."""

@@ -267,7 +267,8 @@ def test_publish_failure_mid_batch_reports_the_first_failed_record_and_retry_fil
         return failing["armed"] and envelope["id"] == "evt-0004"
 
     spy = RecordingIot(iot, fail)
-    publisher, store = make_publisher(moto, settings_for(tables, CAPTURED_TABLES), spy)
+    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # the default
+    publisher, store = make_publisher(moto, settings, spy)
     records = _batch_over_two_channels(10)
     answer = publisher.handle({"Records": records})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "1004"}]}
@@ -288,6 +289,53 @@ def test_publish_failure_mid_batch_reports_the_first_failed_record_and_retry_fil
             assert seen.setdefault(envelope["seq"], envelope["id"]) == envelope["id"]
         assert sorted(seen) == [1, 2, 3, 4, 5]  # no gap, no second seq for any event
         assert [seen[s] for s in sorted(seen)] == [f"evt-{i:04d}" for i in range(parity, 10, 2)]
+
+
+class SlowIot(RecordingIot):
+    """Records how many publishes of each topic were in flight at once."""
+
+    def __init__(self, inner: Any, fail: Any = None) -> None:
+        super().__init__(inner, fail)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.most: dict[str, int] = defaultdict(int)
+        self.started: list[tuple[str, int]] = []
+
+    def publish(self, topic: str, qos: int, payload: bytes) -> None:
+        with self.lock:
+            self.in_flight[topic] += 1
+            self.most[topic] = max(self.most[topic], self.in_flight[topic])
+            self.started.append((topic, json.loads(payload)["seq"]))
+        try:
+            threading.Event().wait(0.02)  # an iot-data round trip
+            super().publish(topic, qos, payload)
+        finally:
+            with self.lock:
+                self.in_flight[topic] -= 1
+
+
+def test_a_hot_channel_keeps_a_window_of_publishes_in_flight_started_in_seq_order(
+    moto: Moto, tables: dict[str, str], iot: Any
+) -> None:
+    failing = {"armed": True}
+    spy = SlowIot(iot, lambda call, envelope: failing["armed"] and envelope["id"] == "evt-0030")
+    settings = settings_for(tables, CAPTURED_TABLES, publish_window=8)
+    publisher, store = make_publisher(moto, settings, spy)
+    records = _batch_over_two_channels(40)  # 20 changes on each of two channels
+    answer = publisher.handle({"Records": records})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "1030"}]}
+    todos, scores = "tidings/dev/users/" + OWNER + "/todos", "tidings/dev/public/scores"
+    assert spy.most[todos] == spy.most[scores] == 8  # the window, per channel
+    for topic in (todos, scores):
+        started = [seq for t, seq in spy.started if t == topic]
+        assert started == sorted(started)  # started in seq order
+    # evt-0030 is todos seq 16: what was started before it may complete, nothing later starts
+    todo_seqs = {e["seq"] for e in spy.by_topic()[todos]}
+    assert set(range(1, 16)) <= todo_seqs and max(todo_seqs) <= 16 + 7 and 16 not in todo_seqs
+    assert {e["seq"] for e in spy.by_topic()[scores]} == set(range(1, 21))
+    failing["armed"] = False  # Lambda retries from the reported record
+    assert publisher.handle({"Records": records[30:]}) == {"batchItemFailures": []}
+    assert {e["seq"] for e in spy.by_topic()[todos]} == set(range(1, 21))
+    assert store.head("users/" + OWNER + "/todos").seq == 20
 
 
 class FlakyDynamoDB:
@@ -320,7 +368,8 @@ def test_a_store_failure_after_commit_is_retried_without_a_second_seq(
 ) -> None:
     flaky = FlakyDynamoDB(moto.client("dynamodb"), {1: "before", 2: "after"})
     spy = RecordingIot(iot)
-    publisher, store = make_publisher(moto, settings_for(tables, CAPTURED_TABLES), spy, flaky)
+    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # the default: in order
+    publisher, store = make_publisher(moto, settings, spy, flaky)
     records = _batch_over_two_channels(6)
     first = publisher.handle({"Records": records})
     assert first == {"batchItemFailures": [{"itemIdentifier": "1000"}]}

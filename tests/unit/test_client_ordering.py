@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client_sdk._ordering import ChannelOrder, Deliver, Fill, Lost
+from client_sdk._ordering import AwaitGap, ChannelOrder, Deliver, Fill, Lost
 
 
 def env(seq: int, epoch: int = 1, **extra) -> dict:
@@ -33,11 +33,22 @@ def test_duplicates_are_dropped() -> None:
 def test_gap_buffers_and_asks_for_a_fill_once() -> None:
     order = ChannelOrder("c")
     order.on_push(env(1))
-    assert order.on_push(env(4)) == [Fill(1)]
-    assert order.on_push(env(5)) == []  # a fill is already outstanding
-    actions = order.on_fill([env(2), env(3), env(4)], head=5, epoch=1, more=False)
-    assert delivered(actions) == [2, 3, 4, 5]
-    assert order.cursor == 5 and not order.filling
+    assert order.on_push(env(4)) == [AwaitGap(1)]
+    assert order.on_push(env(5)) == []  # already waiting
+    assert order.gap_timeout() == [Fill(1)]
+    assert order.on_push(env(6)) == []  # a fill is already outstanding
+    actions = order.on_fill([env(2), env(3), env(4)], head=6, epoch=1, more=False)
+    assert delivered(actions) == [2, 3, 4, 5, 6]
+    assert order.cursor == 6 and not order.filling
+
+
+def test_a_reordering_closed_by_pushes_needs_no_fill() -> None:
+    order = ChannelOrder("c")
+    order.on_push(env(1))
+    assert order.on_push(env(3)) == [AwaitGap(1)]
+    assert delivered(order.on_push(env(2))) == [2, 3]
+    assert order.gap_timeout() == []  # the window ended with nothing missing
+    assert order.on_push(env(5)) == [AwaitGap(3)]  # a new hole waits again
 
 
 def test_reference_envelopes_are_fetched() -> None:
@@ -82,6 +93,7 @@ def test_any_arrival_pattern_delivers_each_seq_once_in_order(n, seed, drop, dup)
     order = ChannelOrder("c")
     seen: list[int] = []
     pending: list[Fill] = []
+    gaps: list[AwaitGap] = []
 
     def run(actions) -> None:
         for action in actions:
@@ -89,11 +101,16 @@ def test_any_arrival_pattern_delivers_each_seq_once_in_order(n, seed, drop, dup)
                 seen.append(action.change["seq"])
             elif isinstance(action, Fill):
                 pending.append(action)
+            elif isinstance(action, AwaitGap):
+                gaps.append(action)
             else:  # pragma: no cover - no loss in this scenario
                 raise AssertionError(action)
 
     for change in arrivals:
         run(order.on_push(change))
+        if gaps and rng.random() < 0.5:  # the reorder window ends
+            gaps.pop()
+            run(order.gap_timeout())
         if pending and rng.random() < 0.3:
             fill = pending.pop(0)
             page = log[fill.after : fill.after + 5]
