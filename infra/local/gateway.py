@@ -572,10 +572,11 @@ class _Connection(asyncio.BufferedProtocol):
             raise HttpError(
                 403, "forbidden", f"{credential.principal} is not authorized to publish to {topic}"
             )
-        gateway.broker.publish(topic, body, int(qos_text), retain=retain)
+        # answer first: the caller waits for the 200, not for the fan-out to every subscriber
         self._reply(
             json_response(200, {}, keep_alive=request.keep_alive), close=not request.keep_alive
         )
+        gateway.broker.publish(topic, body, int(qos_text), retain=retain)
 
 
 def _content_length(request: Request) -> int:
