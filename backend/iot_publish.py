@@ -9,16 +9,27 @@ resolved the standard way, through a botocore session: region, endpoint
 (``AWS_ENDPOINT_URL_IOT_DATA_PLANE`` or AWS's ``data-ats`` endpoint), refreshable credentials
 and the CA bundle (``AWS_CA_BUNDLE``). Throttling, 5xx and connection errors are retried
 (3 attempts, jittered backoff); any other answer raises :class:`~backend.errors.PublishError`.
+
+Connections are kept alive in a small pool of ``http.client`` connections (a connection
+the server closed while idle is noticed before reuse). ``publish(..., on_sent=f)`` calls
+``f()`` once the request has left, before waiting for the answer: the publisher starts the
+next publish of a channel only then, so several can be in flight while they still reach the
+endpoint in ``seq`` order.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
+import select
+import ssl
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode
@@ -28,10 +39,63 @@ from backend.errors import ConfigurationError, PublishError
 __all__ = ["SignedPublishClient"]
 
 _RETRYABLE = {429, 500, 502, 503, 504}
+_CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+
+
+class _Connections:
+    """Idle keep-alive connections to one endpoint (at most ``size`` kept)."""
+
+    def __init__(
+        self, endpoint_url: str, context: ssl.SSLContext | None, size: int, timeout_s: float
+    ):
+        parts = urlsplit(endpoint_url)
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port
+        self.context = context
+        self.size = size
+        self.timeout_s = timeout_s
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> http.client.HTTPConnection:
+        while True:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                break
+            if not _dropped(connection):
+                return connection
+            connection.close()
+        if self.context is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout_s, context=self.context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+
+    def give_back(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """An idle connection with something to read was closed by the server (or is unusable)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class SignedPublishClient:
     """``publish(topic=, qos=, payload=)`` with the call shape of boto3's iot-data client."""
+
+    reports_sent = True  # publish() takes on_sent (see the module's notes)
 
     def __init__(
         self,
@@ -51,17 +115,18 @@ class SignedPublishClient:
         self.credentials = credentials
         self.signing_name = signing_name
         self.max_attempts = max_attempts
-        self.timeout = urllib3.Timeout(connect=5.0, read=timeout_s)
-        options: dict[str, Any] = {"maxsize": pool_size, "block": False}
+        context: ssl.SSLContext | None = None
         if self.endpoint_url.startswith("https://"):
             if verify is False:
-                options["cert_reqs"] = "CERT_NONE"
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
             else:
                 from botocore.httpsession import get_cert_path
 
-                options["cert_reqs"] = "CERT_REQUIRED"
-                options["ca_certs"] = verify if isinstance(verify, str) else get_cert_path(True)
-        self.pool = urllib3.PoolManager(**options)
+                cafile = verify if isinstance(verify, str) else get_cert_path(True)
+                context = ssl.create_default_context(cafile=cafile)
+        self._connections = _Connections(self.endpoint_url, context, pool_size, timeout_s)
 
     @classmethod
     def from_environment(cls, pool_size: int = 10) -> SignedPublishClient:
@@ -83,33 +148,64 @@ class SignedPublishClient:
             signing_name=client.meta.service_model.signing_name,
         )
 
-    def publish(self, *, topic: str, qos: int, payload: bytes) -> None:
-        """Publish ``payload`` to ``topic``; raises :class:`PublishError` when it is refused."""
-        url = f"{self.endpoint_url}/topics/{percent_encode(topic)}?qos={int(qos)}"
+    def publish(
+        self, *, topic: str, qos: int, payload: bytes, on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """Publish ``payload`` to ``topic``; raises :class:`PublishError` when it is refused.
+
+        ``on_sent`` is called once: when the first attempt's request has been written, or
+        when the publish ends without that.
+        """
+        if on_sent is None:
+            self._publish(topic, qos, payload, None)
+            return
+        called = False
+
+        def sent_once() -> None:
+            nonlocal called
+            if not called:
+                called = True
+                on_sent()
+
+        try:
+            self._publish(topic, qos, payload, sent_once)
+        finally:
+            sent_once()
+
+    def _publish(
+        self, topic: str, qos: int, payload: bytes, on_sent: Callable[[], None] | None
+    ) -> None:
+        path = f"/topics/{percent_encode(topic)}?qos={int(qos)}"
+        url = self.endpoint_url + path
         for attempt in range(1, self.max_attempts + 1):
             request = AWSRequest(method="POST", url=url, data=payload)
             SigV4Auth(
                 self.credentials.get_frozen_credentials(), self.signing_name, self.region
             ).add_auth(request)
+            connection = self._connections.take()
             try:
-                response = self.pool.request(
-                    "POST",
-                    url,
-                    body=payload,
-                    headers=dict(request.headers.items()),
-                    retries=False,
-                    timeout=self.timeout,
+                connection.request(
+                    "POST", path, body=payload, headers=dict(request.headers.items())
                 )
-            except urllib3.exceptions.HTTPError as exc:
+                if on_sent is not None:
+                    on_sent()
+                response = connection.getresponse()
+                body = response.read()
+            except _CONNECTION_ERRORS as exc:
+                connection.close()
                 if attempt == self.max_attempts:
                     raise PublishError(f"iot-data Publish to {topic} failed: {exc}") from exc
             else:
+                if response.will_close:
+                    connection.close()
+                else:
+                    self._connections.give_back(connection)
                 if response.status < 300:
                     return
                 if response.status not in _RETRYABLE or attempt == self.max_attempts:
                     raise PublishError(
                         f"iot-data refused the publish to {topic}: HTTP {response.status} "
-                        f"{_message(response.data)}"
+                        f"{_message(body)}"
                     )
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
 

@@ -6,9 +6,8 @@ For each batch:
 2. number and log the changes (:class:`~backend.change_store.ChangeStore`: one transaction per
    group, idempotent on the stream eventID; a redelivered record gets its old seq back);
 3. publish each change's envelope with QoS 1 to ``tidings/<stage>/<channel>``: channels
-   concurrently, each channel's changes started in seq order with up to ``publish_window``
-   in flight (default 1: one after another; more lifts a hot channel above one iot-data
-   round trip per change);
+   concurrently, each channel's changes sent in seq order with up to ``publish_window``
+   in flight (a hot channel is not held to one iot-data round trip per change);
 4. answer ``batchItemFailures`` with the SequenceNumber of the first record that was not fully
    numbered, logged and published, so that only that tail is retried. Redelivered changes are
    published again with their old seq, which a client drops as a duplicate.
@@ -198,28 +197,38 @@ class Publisher:
     ) -> None:
         """Publish every channel's changes, each channel's started in seq order.
 
-        Up to ``publish_window`` publishes of one channel are in flight at once (AWS IoT does
-        not order concurrent publishes either; subscribers restore ``seq`` order). After a
-        failure the channel starts nothing more: what is in flight completes, and the
-        batch response retries from the failed record.
+        Up to ``publish_window`` publishes of one channel are in flight at once, and each is
+        sent only once the one before it has left (an iot-data client with ``reports_sent``
+        says when; any other client is waited for), so they reach the endpoint in ``seq``
+        order. After a failure the channel starts nothing more: what is in flight completes,
+        and the batch response retries from the failed record.
         """
         window = self.settings.publish_window
+        reports_sent = bool(getattr(self.iot_data, "reports_sent", False))
         done = threading.Condition()
         started = [0] * len(lanes)
         in_flight = [0] * len(lanes)
         stopped = [False] * len(lanes)
+        sent = [[threading.Event() for _ in entries] for entries in lanes]
 
-        def publish(lane: int, entry: tuple[ChannelChange, _Envelope, Committed]) -> None:
-            item, envelope, committed = entry
+        def publish(lane: int, position: int) -> None:
+            item, envelope, committed = lanes[lane][position]
             topic = self.settings.topic_prefix + item.channel
-            began = time.perf_counter()
+            mine = sent[lane][position]
             error: Exception | None = None
             try:
-                self.iot_data.publish(
-                    topic=topic, qos=1, payload=envelope.payload(committed.seq, committed.epoch)
-                )
+                if position:
+                    sent[lane][position - 1].wait()
+                began = time.perf_counter()
+                payload = envelope.payload(committed.seq, committed.epoch)
+                if reports_sent:
+                    self.iot_data.publish(topic=topic, qos=1, payload=payload, on_sent=mine.set)
+                else:
+                    self.iot_data.publish(topic=topic, qos=1, payload=payload)
             except Exception as exc:
                 error = PublishError(f"publishing seq {committed.seq} to {topic} failed: {exc}")
+            finally:
+                mine.set()
             with done:
                 in_flight[lane] -= 1
                 if error is not None:
@@ -239,10 +248,9 @@ class Publisher:
                         and started[lane] < len(entries)
                         and in_flight[lane] < window
                     ):
-                        entry = entries[started[lane]]
-                        started[lane] += 1
                         in_flight[lane] += 1
-                        self._executor.submit(publish, lane, entry)
+                        self._executor.submit(publish, lane, started[lane])
+                        started[lane] += 1
                 if not any(in_flight):
                     return
                 done.wait()

@@ -102,7 +102,9 @@ class RecordingIot:
         self.published: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
 
-    def publish(self, topic: str, qos: int, payload: bytes) -> None:
+    reports_sent = True  # as the production client: on_sent once the request has left
+
+    def publish(self, topic: str, qos: int, payload: bytes, on_sent: Any = None) -> None:
         envelope = json.loads(payload)
         with self.lock:
             self.calls += 1
@@ -113,6 +115,8 @@ class RecordingIot:
         self.inner.publish(topic=topic, qos=qos, payload=payload)
         with self.lock:
             self.published.append((topic, envelope))
+        if on_sent is not None:  # boto3 cannot say earlier: the next one waits for this one
+            on_sent()
 
     def by_topic(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = defaultdict(list)
@@ -267,7 +271,7 @@ def test_publish_failure_mid_batch_reports_the_first_failed_record_and_retry_fil
         return failing["armed"] and envelope["id"] == "evt-0004"
 
     spy = RecordingIot(iot, fail)
-    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # the default
+    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # one by one
     publisher, store = make_publisher(moto, settings, spy)
     records = _batch_over_two_channels(10)
     answer = publisher.handle({"Records": records})
@@ -300,11 +304,13 @@ class SlowIot(RecordingIot):
         self.most: dict[str, int] = defaultdict(int)
         self.started: list[tuple[str, int]] = []
 
-    def publish(self, topic: str, qos: int, payload: bytes) -> None:
+    def publish(self, topic: str, qos: int, payload: bytes, on_sent: Any = None) -> None:
         with self.lock:
             self.in_flight[topic] += 1
             self.most[topic] = max(self.most[topic], self.in_flight[topic])
             self.started.append((topic, json.loads(payload)["seq"]))
+        if on_sent is not None:
+            on_sent()  # the request left; its answer takes a round trip
         try:
             threading.Event().wait(0.02)  # an iot-data round trip
             super().publish(topic, qos, payload)
@@ -318,13 +324,12 @@ def test_a_hot_channel_keeps_a_window_of_publishes_in_flight_started_in_seq_orde
 ) -> None:
     failing = {"armed": True}
     spy = SlowIot(iot, lambda call, envelope: failing["armed"] and envelope["id"] == "evt-0030")
-    settings = settings_for(tables, CAPTURED_TABLES, publish_window=8)
-    publisher, store = make_publisher(moto, settings, spy)
+    publisher, store = make_publisher(moto, settings_for(tables, CAPTURED_TABLES), spy)
     records = _batch_over_two_channels(40)  # 20 changes on each of two channels
     answer = publisher.handle({"Records": records})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "1030"}]}
     todos, scores = "tidings/dev/users/" + OWNER + "/todos", "tidings/dev/public/scores"
-    assert spy.most[todos] == spy.most[scores] == 8  # the window, per channel
+    assert spy.most[todos] == spy.most[scores] == 8  # the default window, per channel
     for topic in (todos, scores):
         started = [seq for t, seq in spy.started if t == topic]
         assert started == sorted(started)  # started in seq order
@@ -368,7 +373,7 @@ def test_a_store_failure_after_commit_is_retried_without_a_second_seq(
 ) -> None:
     flaky = FlakyDynamoDB(moto.client("dynamodb"), {1: "before", 2: "after"})
     spy = RecordingIot(iot)
-    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # the default: in order
+    settings = settings_for(tables, CAPTURED_TABLES, publish_window=1)  # one by one
     publisher, store = make_publisher(moto, settings, spy, flaky)
     records = _batch_over_two_channels(6)
     first = publisher.handle({"Records": records})
