@@ -575,6 +575,7 @@ def build_report(
             "channel": CHANNEL,
             "rates_per_s": settings["rates"],
             "duration_s": settings["duration_s"],
+            "warmup_s": settings["warmup_s"],
             "gateway_rate_per_s": settings["gateway_rate"],
             "writers": settings["writers"],
             "max_drain_s": settings["max_drain_s"],
@@ -625,6 +626,12 @@ def render_table(report: dict[str, Any]) -> str:
     for name, entry in report["goals"].items():
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[entry["pass"]]
         lines.append(f"goal {name}: {entry['target']}, measured {_fmt(entry['value'])}: {verdict}")
+    warm = report["setup"].get("warmup")
+    if warm:
+        lines.append(
+            f"warm-up (cold start included, not in the levels): {warm['written']} writes, "
+            f"p50 {_fmt(warm['p50_ms'])} ms, max {_fmt(warm['max_ms'])} ms"
+        )
     lines.append(
         f"max sustained: {_fmt(report['max_sustained_writes_per_s'])} writes/s delivered to all; "
         f"gateway-only p50 {_fmt(report['gateway_p50_ms'], '.2f')} ms"
@@ -648,6 +655,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--log-file", type=Path, help="keep the stack's log there")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds at 10 writes/s before the levels (3; quick 1; 0: none)",
+    )
     return parser.parse_args(argv)
 
 
@@ -663,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         "identities": max(1, min(subscribers_n, args.identities or (4 if quick else 10))),
         "rates": [float(r) for r in (args.rates or "10,100,1000").split(",")],
         "duration_s": args.duration or (3.0 if quick else 8.0),
+        "warmup_s": args.warmup if args.warmup is not None else (1.0 if quick else 3.0),
         "gateway_rate": args.gateway_rate,
         "writers": args.writers,
         "max_drain_s": args.max_drain or (10.0 if quick else 30.0),
@@ -717,6 +730,15 @@ def main(argv: list[str] | None = None) -> int:
                     "writer": [writer.pid],
                     "subscribers": [subscribers.pid],
                 }
+                warmup = None
+                if settings["warmup_s"] > 0:
+                    # cold Lambda workers, first connections and moto's first calls: measured,
+                    # reported on their own, kept out of the levels
+                    print(f"warming up: 10 writes/s for {settings['warmup_s']:g} s...", flush=True)
+                    groups["lambda"] = lambda_worker_pids(os.getpid())
+                    warmup = run_phase(
+                        "put", 10, settings["warmup_s"], writer, subscribers, groups, settings
+                    )
                 levels = []
                 for rate in settings["rates"]:
                     print(
@@ -745,6 +767,12 @@ def main(argv: list[str] | None = None) -> int:
                     settings,
                 )
                 extra = {
+                    "warmup": None
+                    if warmup is None
+                    else {
+                        key: warmup[key]
+                        for key in ("written", "p50_ms", "p99_ms", "max_ms", "undelivered")
+                    },
                     "stack_start_s": round(stack_s, 1),
                     "signin_s": ready["signin_s"],
                     "subscribe_s": ready["connect_s"],
