@@ -214,6 +214,10 @@ def test_short_credentials_and_tokens_are_renewed_for_three_minutes() -> None:
                     running.run_on_gateway(running.gateway.drop_clients, client.identity_id)
                 time.sleep(1.0)
             assert recorder.wait_for(written, 60)
-            assert client.credentials.refreshes >= 4
+            # Forced reconnects at ~40, 80, 120 and 160 s each sign with credentials that have
+            # at least the 15 s margin left, i.e. fetched in the 45 s before: the ones used at
+            # 0, ~80 and ~160 s cannot be the same, so at least 3 fetches whatever the timing
+            # (more when the gateway's expiry of the 60 s credentials forces extra reconnects).
+            assert client.credentials.refreshes >= 3
             assert client.credentials.logins >= 3  # the 60 s OpenID token was replaced
         assert_exactly_once_in_order(recorder, written)
