@@ -288,6 +288,15 @@ def apply_dynamodb_query_fix() -> None:
         range_key_conditions: Any = None,
         **filter_kwargs: Any,
     ) -> tuple[list[Any], int, dict[str, Any] | None]:
+        positional = (
+            hash_key,
+            range_comparison,
+            range_objs,
+            limit,
+            exclusive_start_key,
+            scan_index_forward,
+            projection_expressions,
+        )
         if (
             index_name
             or filter_kwargs
@@ -298,13 +307,7 @@ def apply_dynamodb_query_fix() -> None:
         ):
             return original(  # type: ignore[no-any-return]
                 self,
-                hash_key,
-                range_comparison,
-                range_objs,
-                limit,
-                exclusive_start_key,
-                scan_index_forward,
-                projection_expressions,
+                *positional,
                 index_name,
                 consistent_read,
                 filter_expression,
@@ -312,18 +315,7 @@ def apply_dynamodb_query_fix() -> None:
                 range_key_conditions=range_key_conditions,
                 **filter_kwargs,
             )
-        return _query_partition(
-            self,
-            moto_table,
-            hash_key,
-            range_comparison,
-            range_objs,
-            limit,
-            exclusive_start_key,
-            scan_index_forward,
-            projection_expressions,
-            filter_expression,
-        )
+        return _query_partition(self, moto_table, *positional, filter_expression)
 
     table_class.query = query
     table_class._tidings_original_query = original  # for the test that compares the two

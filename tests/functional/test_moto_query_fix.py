@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.local.moto_fixes import apply_dynamodb_query_fix
+from tests.events.capture_stream_events import client as moto_client
 from tests.support.moto_server import moto_server
 
 OPERATORS = ["EQ", "LT", "LE", "GT", "GE", "BETWEEN", None]
@@ -135,13 +135,7 @@ def test_same_answer_as_moto(
 @pytest.fixture()
 def dynamodb() -> Iterator[Any]:
     with moto_server() as url:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
+        client = moto_client("dynamodb", url)
         client.create_table(
             TableName="log",
             BillingMode="PAY_PER_REQUEST",
