@@ -21,7 +21,15 @@ moto 5.2.5 writes every DynamoDB answer by walking botocore's output shape value
 which took over half of a 1,000-item Query's time. Answers of the item operations (get, put,
 update, delete, query, scan, batch and transaction calls) are written with ``json.dumps``
 instead: the same JSON, blobs in base64 as the shape walker writes them. Anything else (a
-timestamp, an error, another operation) still goes through moto's serializer.
+timestamp, an error, another operation) still goes through moto's serializer. DynamoDB
+Streams' ``GetRecords`` answers (read for every batch the pump delivers) are written the same
+way, with their timestamps as the shape walker writes them.
+
+moto parses a condition expression two or three times per action (validation, the
+transaction's check, the write); a transaction of the publisher parsed 33 of them. Parsed
+conditions are remembered by their text, names and values (the tree is read-only once
+built), so ``attribute_not_exists(pk)`` is parsed once; a syntax error is answered with
+HTTP 400 ``ValidationException`` as DynamoDB does (moto answers HTTP 500).
 """
 
 from __future__ import annotations
@@ -33,13 +41,16 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 __all__ = [
+    "apply_condition_cache",
     "apply_dynamodb_query_fix",
     "apply_dynamodb_response_fix",
     "apply_dynamodb_transaction_fixes",
+    "apply_get_records_response_fix",
     "apply_iot_cognito_targets_fix",
     "apply_local_stack_fixes",
     "apply_routing_fix",
     "apply_stream_fix",
+    "get_records_body",
 ]
 
 _applied = False
@@ -51,6 +62,8 @@ def apply_local_stack_fixes(notify: Any = None) -> None:
     apply_dynamodb_transaction_fixes()
     apply_dynamodb_query_fix()
     apply_dynamodb_response_fix()
+    apply_get_records_response_fix()
+    apply_condition_cache()
     apply_stream_fix(notify)
     apply_routing_fix()
     apply_iot_cognito_targets_fix()
@@ -443,3 +456,113 @@ def _blob(value: object) -> str:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def apply_get_records_response_fix() -> None:
+    """Write DynamoDB Streams' ``GetRecords`` answers with ``json.dumps`` (idempotent)."""
+    from moto.core import responses as core_responses
+    from moto.core import serialize
+    from moto.dynamodbstreams import responses
+
+    handler: Any = responses.DynamoDBStreamsHandler
+    if getattr(handler, "_tidings_fixed", False):
+        return
+    original = handler.get_records
+
+    class JsonResult(core_responses.ActionResult):
+        def execute_result(self, context: Any) -> Any:
+            if not issubclass(context.serializer_class, serialize.BaseJSONSerializer):
+                return super().execute_result(context)
+            return 200, {"Content-Type": _JSON_CONTENT_TYPE}, get_records_body(self.result)
+
+    def get_records(self: Any) -> Any:
+        result = original(self)
+        if type(result) is core_responses.ActionResult and isinstance(result.result, dict):
+            return JsonResult(result.result)
+        return result
+
+    handler.get_records = get_records
+    handler._tidings_original_get_records = original  # for the comparing test
+    handler._tidings_fixed = True
+
+
+def get_records_body(result: Any) -> str:
+    """The JSON text of a ``GetRecords`` answer (``result`` as moto's backend returns it)."""
+    from moto.core import serialize
+
+    return json.dumps(_records_json(result, serialize.TimestampSerializer._timestamp_unixtimestamp))
+
+
+def _records_json(value: Any, unixtime: Any) -> Any:
+    """A GetRecords answer as moto's shape walker writes it: ``B``/``BS`` values in base64
+    (of their text when moto holds them as text), timestamps as epoch seconds."""
+    import datetime
+
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "B" and isinstance(item, str | bytes):
+                out[key] = _base64_text(item)
+            elif key == "BS" and isinstance(item, list):
+                out[key] = [_base64_text(member) for member in item]
+            else:
+                out[key] = _records_json(item, unixtime)
+        return out
+    if isinstance(value, list):
+        return [_records_json(item, unixtime) for item in value]
+    if isinstance(value, datetime.datetime):
+        return unixtime(value)
+    return value
+
+
+def _base64_text(value: str | bytes) -> str:
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return base64.b64encode(data).decode("ascii")
+
+
+def apply_condition_cache(size: int = 1024) -> None:
+    """Remember parsed condition expressions, the ``size`` most recent (idempotent)."""
+    from collections import OrderedDict
+
+    from moto.dynamodb import comparisons
+    from moto.dynamodb.exceptions import MockValidationException
+
+    parser_class: Any = comparisons.ConditionExpressionParser
+    if getattr(parser_class, "_tidings_fixed", False):
+        return
+    original = parser_class.parse
+    parsed: OrderedDict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = OrderedDict()
+    lock = threading.Lock()
+
+    def parse(self: Any) -> Any:
+        if self.condition_expression is None:
+            return original(self)
+        try:
+            key = (
+                self.condition_expression,
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return original(self)
+        with lock:
+            hit = parsed.get(key)
+            if hit is not None:
+                parsed.move_to_end(key)
+        if hit is None:
+            try:
+                tree = original(self)  # an invalid expression is not kept
+            except ValueError as exc:  # moto answers a syntax error with HTTP 500; AWS, 400
+                raise MockValidationException(f"Invalid expression: {exc}") from exc
+            hit = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+            with lock:
+                parsed[key] = hit
+                while len(parsed) > size:
+                    parsed.popitem(last=False)
+        tree, names, values = hit
+        self.expr_attr_names_found = list(names)
+        self.expr_attr_values_found = list(values)
+        return tree
+
+    parser_class.parse = parse
+    parser_class._tidings_fixed = True

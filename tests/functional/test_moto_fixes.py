@@ -121,3 +121,54 @@ def test_concurrent_transactions_on_one_counter_never_both_win(dynamodb) -> None
     for thread in threads:
         thread.join()
     assert sorted(wins) == list(range(1, 81))  # every value won exactly once
+
+
+def test_remembered_conditions_still_check_their_own_values(dynamodb) -> None:
+    from infra.local.moto_fixes import apply_condition_cache
+
+    apply_condition_cache()
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "1"}})
+    for _round in range(2):  # the second round is answered from remembered parses
+        for expected, ok in (("1", True), ("7", False), ("2", True), ("2", False)):
+            new = str(int(expected) + 1)
+            call = dict(
+                TableName="t",
+                Key={"pk": {"S": "k"}},
+                UpdateExpression="SET v = :new",
+                ConditionExpression="v = :expected",
+                ExpressionAttributeValues={":expected": {"N": expected}, ":new": {"N": new}},
+            )
+            if ok:
+                dynamodb.update_item(**call)
+            else:
+                with pytest.raises(ClientError) as failed:
+                    dynamodb.update_item(**call)
+                assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+        dynamodb.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "1"}})
+        with pytest.raises(ClientError) as taken:
+            dynamodb.put_item(
+                TableName="t",
+                Item={"pk": {"S": "k"}},
+                ConditionExpression=("attribute_not_exists(pk)"),
+            )
+        assert taken.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def test_remembered_conditions_keep_their_validation_errors(dynamodb) -> None:
+    from infra.local.moto_fixes import apply_condition_cache
+
+    apply_condition_cache()
+    for _ in range(2):
+        with pytest.raises(ClientError) as unused:
+            dynamodb.put_item(
+                TableName="t",
+                Item={"pk": {"S": "u"}},
+                ConditionExpression="attribute_not_exists(pk)",
+                ExpressionAttributeNames={"#unused": "x"},
+            )
+        assert "unused" in unused.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as invalid:
+            dynamodb.put_item(
+                TableName="t", Item={"pk": {"S": "u"}}, ConditionExpression="attribute_not_exists("
+            )
+        assert invalid.value.response["Error"]["Code"] == "ValidationException"

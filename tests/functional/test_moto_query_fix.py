@@ -276,3 +276,56 @@ def test_every_type_round_trips_over_http(dynamodb: Any) -> None:
         assert answer["l"] == ITEM["l"]
         assert sorted(answer["ns"]["NS"]) == ["1", "2"]
         assert answer["n"] == {"N": "12.5"}
+
+
+def test_get_records_answers_written_as_moto_writes_them(dynamodb: Any) -> None:
+    import json
+
+    from moto.core.responses import (
+        ActionContext,
+        ActionResult,
+        get_serializer_class,
+        get_service_model,
+    )
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    from infra.local.moto_fixes import apply_get_records_response_fix, get_records_body
+
+    apply_get_records_response_fix()
+    dynamodb.create_table(
+        TableName="streamed",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    dynamodb.put_item(TableName="streamed", Item=ITEM)
+    dynamodb.put_item(TableName="streamed", Item={**ITEM, "n": {"N": "13"}})  # MODIFY
+    dynamodb.delete_item(TableName="streamed", Key=KEY)  # REMOVE
+    streams = moto_client("dynamodbstreams", dynamodb.meta.endpoint_url)
+    arn = dynamodb.describe_table(TableName="streamed")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]  # over HTTP, fixed
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "REMOVE"]
+    assert records[1]["dynamodb"]["NewImage"]["m"] == ITEM["m"]
+    assert records[0]["dynamodb"]["ApproximateCreationDateTime"].year >= 2024
+
+    service = get_service_model("dynamodbstreams")
+    context = ActionContext(
+        service,
+        service.operation_model("GetRecords"),
+        get_serializer_class("dynamodbstreams", "json"),
+        DynamoDBStreamsHandler(),
+    )
+    backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
+    result = backend.get_records(
+        backend.get_shard_iterator(arn, shard, "TRIM_HORIZON", None).arn, 1000
+    )
+    assert len(result["Records"]) == 3
+    status, headers, body = ActionResult(result).execute_result(context)  # moto's own writer
+    assert status == 200 and headers["Content-Type"] == "application/x-amz-json-1.0"
+    assert json.loads(get_records_body(result)) == json.loads(body)
