@@ -41,7 +41,12 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
 
     directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
     config = StackConfig(
-        state_dir=directory, gateway_port=0, api_port=0, identity_port=0, moto_port=0
+        state_dir=directory,
+        gateway_port=0,
+        api_port=0,
+        identity_port=0,
+        moto_port=0,
+        function_log=directory / "functions.log",  # the story on screen, the logs in a file
     )
     failures: list[str] = []
     started = time.time()
@@ -149,8 +154,10 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
         finally:
             for client in clients.values():
                 client.close()
+    logs = f"(the functions' logs: {config.function_log})"
     if failures:
-        out("DEMO FAILED:\n  " + "\n  ".join(failures))
+        out("DEMO FAILED:\n  " + "\n  ".join(failures) + "\n" + logs)
         return 1
     out("Demo OK: every change arrived once, in order; bob was refused alice's channels.")
+    out(logs)
     return 0

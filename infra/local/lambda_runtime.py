@@ -49,7 +49,7 @@ class FunctionSpec:
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, env: Mapping[str, str]) -> None:
+    def __init__(self, spec: FunctionSpec, env: Mapping[str, str], log: Any = None) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -62,7 +62,7 @@ class _Worker:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=None,
+            stderr=log,
             cwd=ROOT,
             env=dict(env),
             text=True,
@@ -103,7 +103,15 @@ class _Worker:
 class FunctionPool:
     """Warm workers for one function; :meth:`invoke` is thread-safe."""
 
-    def __init__(self, spec: FunctionSpec, base_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        base_env: Mapping[str, str] | None = None,
+        *,
+        log: Any = None,
+    ) -> None:
+        """``log``: an open file for the workers' logs (default: this process's stderr)."""
+        self._log = log
         self.spec = spec
         env = dict(os.environ if base_env is None else base_env)
         env.update(spec.environment)
@@ -122,7 +130,7 @@ class FunctionPool:
         """Start one worker ahead of the first invocation."""
         with self._lock:
             if not self._idle:
-                self._idle.append(_Worker(self.spec, self.env))
+                self._idle.append(_Worker(self.spec, self.env, self._log))
                 self.cold_starts += 1
 
     def invoke(self, event: Any) -> Any:
@@ -154,7 +162,7 @@ class FunctionPool:
                 if self._busy < self.spec.max_concurrency:
                     self._busy += 1
                     self.cold_starts += 1
-                    return _Worker(self.spec, self.env)
+                    return _Worker(self.spec, self.env, self._log)
                 if not self._lock.wait(timeout=self.spec.timeout_s):
                     raise FunctionError(
                         self.spec.name, "TooManyRequestsException", "reserved concurrency exhausted"

@@ -30,6 +30,11 @@ transaction's check, the write); a transaction of the publisher parsed 33 of the
 conditions are remembered by their text, names and values (the tree is read-only once
 built), so ``attribute_not_exists(pk)`` is parsed once; a syntax error is answered with
 HTTP 400 ``ValidationException`` as DynamoDB does (moto answers HTTP 500).
+
+moto applies an ``UpdateItem`` in place, and creates a missing item first with its key alone:
+a ``GetItem`` at the same moment saw an item without the updated attributes (the channels
+API read a head without ``head``). DynamoDB's reads never see half a write, so the item
+requests are handled one at a time, each with its answer built before the next starts.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any
 
 __all__ = [
     "apply_condition_cache",
+    "apply_dynamodb_isolation_fix",
     "apply_dynamodb_query_fix",
     "apply_dynamodb_response_fix",
     "apply_dynamodb_transaction_fixes",
@@ -59,6 +65,7 @@ _guard = threading.Lock()
 
 def apply_local_stack_fixes(notify: Any = None) -> None:
     """Apply every fix; ``notify`` as for :func:`apply_stream_fix` (idempotent)."""
+    apply_dynamodb_isolation_fix()
     apply_dynamodb_transaction_fixes()
     apply_dynamodb_query_fix()
     apply_dynamodb_response_fix()
@@ -566,3 +573,42 @@ def apply_condition_cache(size: int = 1024) -> None:
 
     parser_class.parse = parse
     parser_class._tidings_fixed = True
+
+
+# DynamoHandler methods that read or write items; each builds its whole answer itself.
+_ITEM_HANDLERS = (
+    "batch_get_item",
+    "batch_write_item",
+    "delete_item",
+    "get_item",
+    "put_item",
+    "query",
+    "scan",
+    "transact_get_items",
+    "transact_write_items",
+    "update_item",
+)
+
+
+def apply_dynamodb_isolation_fix() -> None:
+    """Handle DynamoDB item requests one at a time, so no read sees half a write (idempotent)."""
+    import functools
+
+    from moto.dynamodb import responses
+
+    handler: Any = responses.DynamoHandler
+    if getattr(handler, "_tidings_isolated", False):
+        return
+    lock = threading.RLock()
+
+    def isolated(method: Any) -> Any:
+        @functools.wraps(method)
+        def handle(self: Any) -> Any:
+            with lock:
+                return method(self)
+
+        return handle
+
+    for name in _ITEM_HANDLERS:
+        setattr(handler, name, isolated(getattr(handler, name)))
+    handler._tidings_isolated = True

@@ -74,6 +74,8 @@ class StackConfig:
     stream_poll_interval_s: float = 0.25
     """How often an idle pump asks a shard for records (Lambda polls about 4 times a second).
     moto also tells the pumps about every new record, so they read at once."""
+    function_log: Path | None = None
+    """Where the functions' logs go (appended); None: this process's stderr."""
 
     @property
     def env_file(self) -> Path:
@@ -190,6 +192,18 @@ class LocalStack:
         notify = getattr(self, "_notify", None)
         if notify is not None:
             notify.close()
+        log = getattr(self, "_log_file", None)
+        if log is not None:
+            log.close()
+
+    def _function_log(self) -> Any:
+        """The open file the functions log to (``config.function_log``), or None."""
+        if self.config.function_log is None:
+            return None
+        if getattr(self, "_log_file", None) is None:
+            self.config.function_log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self.config.function_log.open("a", encoding="utf-8")
+        return self._log_file
 
     # ------------------------------------------------------------------ moto
     def client(self, service: str) -> Any:
@@ -414,7 +428,7 @@ class LocalStack:
                 memory_mb=function.memory_mb,
                 max_concurrency=function.reserved_concurrency or self.config.function_concurrency,
             )
-            pool = FunctionPool(spec, base_env)
+            pool = FunctionPool(spec, base_env, log=self._function_log())
             pool.warm()
             self.functions[logical] = pool
         for method in self.template.api_methods():

@@ -64,3 +64,9 @@ def test_demo_exits_zero_and_shows_the_refusals(tmp_path: Path) -> None:
     assert "refused, as it must be" in result.stdout
     assert "Demo OK" in result.stdout
     assert result.stdout.count(" <- ") == 6  # every expected change, once
+    # the functions' logs are in the file it names, not mixed into the story
+    log = tmp_path / "functions.log"
+    assert f"the functions' logs: {log}" in result.stdout
+    assert "batch published" in log.read_text(encoding="utf-8")
+    assert "batch published" not in result.stdout + result.stderr
+    assert '"level":"ERROR"' not in log.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -172,3 +173,39 @@ def test_remembered_conditions_keep_their_validation_errors(dynamodb) -> None:
                 TableName="t", Item={"pk": {"S": "u"}}, ConditionExpression="attribute_not_exists("
             )
         assert invalid.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_a_read_never_sees_half_an_update(dynamodb) -> None:
+    """moto creates a missing item with its key first, then applies the update in place."""
+    current = {"key": "", "done": False}
+    seen_partial: list[dict] = []
+
+    def read() -> None:
+        while not current["done"]:
+            key = current["key"]
+            if key:
+                item = dynamodb.get_item(TableName="t", Key={"pk": {"S": key}}).get("Item")
+                if item is not None and "head" not in item:
+                    seen_partial.append(item)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave moto's threads as often as possible
+    for reader in readers:
+        reader.start()
+    try:
+        for n in range(400):
+            current["key"] = f"head#{n}"
+            dynamodb.update_item(
+                TableName="t",
+                Key={"pk": {"S": f"head#{n}"}},
+                UpdateExpression="SET head = :h, epoch = :e",
+                ConditionExpression="attribute_not_exists(pk)",
+                ExpressionAttributeValues={":h": {"N": "1"}, ":e": {"N": "1"}},
+            )
+    finally:
+        current["done"] = True
+        for reader in readers:
+            reader.join()
+        sys.setswitchinterval(switch)
+    assert seen_partial == []
