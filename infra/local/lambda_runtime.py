@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -74,22 +75,20 @@ class _Worker:
         request_id = str(uuid.uuid4())
         self.process.stdin.write(json.dumps({"id": request_id, "event": event}) + "\n")
         self.process.stdin.flush()
-        result: dict[str, Any] = {}
-        reader = threading.Thread(target=self._read_into, args=(result,), daemon=True)
-        reader.start()
-        reader.join(timeout_s + 2.0)
-        if reader.is_alive():
+        # the worker answers with one line; wait for its first byte at most the timeout
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s + 2.0)
+        if not ready:
             self.kill()
             return {"errorType": "Timeout", "errorMessage": f"timed out after {timeout_s} s"}
-        return result
-
-    def _read_into(self, result: dict[str, Any]) -> None:
-        assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        if not line:
-            result.update(errorType="WorkerDied", errorMessage="the function's process exited")
-            return
-        result.update(json.loads(line))
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:
+            answer = {}
+        if not line or not isinstance(answer, dict) or not answer:
+            self.kill()
+            return {"errorType": "WorkerDied", "errorMessage": "the function's process exited"}
+        return answer
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -184,3 +184,28 @@ def test_concurrent_invocations_use_separate_workers(api, pool: FunctionPool) ->
 def test_throttling_answers_429() -> None:
     throttle = Throttle(rate=1, burst=2)
     assert [throttle.take() for _ in range(3)] == [True, True, False]
+
+
+def test_a_function_that_times_out_or_dies_is_an_error_and_is_replaced() -> None:
+    from infra.local.lambda_runtime import FunctionError
+
+    spec = FunctionSpec(
+        name="slow",
+        handler="tests.support.echo_handler.handler",
+        timeout_s=0.5,
+        max_concurrency=1,
+    )
+    functions = FunctionPool(spec)
+    try:
+        started = time.monotonic()
+        with pytest.raises(FunctionError) as late:
+            functions.invoke({"queryStringParameters": {"sleep": "10"}})
+        assert late.value.error_type == "Timeout"
+        assert time.monotonic() - started < 8  # the timeout (+2 s grace), not the sleep
+        with pytest.raises(FunctionError) as died:
+            functions.invoke({"queryStringParameters": {"exit": "1"}})
+        assert died.value.error_type == "WorkerDied"
+        answer = functions.invoke({"queryStringParameters": {}})  # a fresh worker serves
+        assert answer["statusCode"] == 200
+    finally:
+        functions.close()

@@ -11,6 +11,8 @@ from typing import Any
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if (event.get("queryStringParameters") or {}).get("fail") == "1":
         raise ValueError("asked to fail")
+    if (event.get("queryStringParameters") or {}).get("exit") == "1":
+        os._exit(3)  # the worker process dies mid-invocation
     if (event.get("queryStringParameters") or {}).get("sleep"):
         time.sleep(float(event["queryStringParameters"]["sleep"]))
     body = {
