@@ -61,7 +61,6 @@ from bench.e2e import (  # noqa: E402
     REGION,
     add_users,
     exit_on_signal,
-    goal,
     local_stack,
     percentile,
     publisher_credential,
@@ -69,6 +68,7 @@ from bench.e2e import (  # noqa: E402
     stderr_to,
 )
 from bench.fanout import BenchmarkError, Worker  # noqa: E402
+from bench.report import goal, show_report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "client.json"
 GOAL_CATCHUP_PER_S = 5000.0
@@ -712,11 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.stop()
     parts["setup"]["total_s"] = round(time.monotonic() - started, 1)
     report = build_report(settings, parts)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print()
-    print(render_table(report))
-    print(f"results: {args.output}")
+    show_report(report, args.output, render_table(report))
     return 0
 
 

@@ -61,6 +61,7 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from bench.fanout import BenchmarkError, CpuMeter, Worker, wait_for_quiet  # noqa: E402
+from bench.report import goal, show_report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "e2e.json"
 REGION = "us-east-1"
@@ -87,11 +88,6 @@ def percentile(values: list[float], q: float) -> float | None:
 def rounded(value: float | None, digits: int = 1) -> float | None:
     """``round`` that lets None through."""
     return None if value is None else round(value, digits)
-
-
-def goal(target: str, value: Any, passed: bool | None) -> dict[str, Any]:
-    """One goal entry of a report."""
-    return {"target": target, "value": value, "pass": passed}
 
 
 def exit_on_signal(signum: int, _frame: Any) -> None:
@@ -790,11 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.stop()
     extra["total_s"] = round(time.monotonic() - started, 1)
     report = build_report(settings, levels, gateway, extra)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print()
-    print(render_table(report))
-    print(f"results: {args.output}")
+    show_report(report, args.output, render_table(report))
     return 0
 
 

@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from bench import mqtt_load as load  # noqa: E402
+from bench.report import goal, show_report  # noqa: E402
 from infra.local.credential_store import write_credentials_file  # noqa: E402
 from infra.local.temporary_credentials import mint_temporary_credential  # noqa: E402
 
@@ -157,15 +158,20 @@ def _spawn(command: list[str], log_file: Path, cwd: Path) -> subprocess.Popen[by
         )
 
 
-def _wait_for_port(broker: Broker, port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if broker.process.poll() is not None:
-            raise BenchmarkError(f"{broker.name} exited at start-up:\n{broker.log_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.1)
-    raise BenchmarkError(f"{broker.name} did not listen on port {port} within {timeout:.0f} s")
+def _listening(broker: Broker, port: int, timeout: float = 30.0) -> Broker:
+    """``broker`` once it listens on ``port``; stopped, and an error raised, if it does not."""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if broker.process.poll() is not None:
+                raise BenchmarkError(f"{broker.name} exited at start-up:\n{broker.log_tail()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return broker
+            time.sleep(0.1)
+        raise BenchmarkError(f"{broker.name} did not listen on port {port} within {timeout:.0f} s")
+    except BaseException:
+        broker.stop()
+        raise
 
 
 def bench_policy() -> dict[str, Any]:
@@ -271,12 +277,7 @@ def start_amqtt(workdir: Path) -> Broker:
     broker = Broker(
         "amqtt", process, load.Target("amqtt", "ws", port, path="/mqtt"), log_file, signal.SIGINT
     )
-    try:
-        _wait_for_port(broker, port)
-    except BaseException:
-        broker.stop()
-        raise
-    return broker
+    return _listening(broker, port)
 
 
 def start_mosquitto(workdir: Path, executable: str) -> Broker:
@@ -293,12 +294,7 @@ def start_mosquitto(workdir: Path, executable: str) -> Broker:
     log_file = workdir / "mosquitto.log"
     process = _spawn([executable, "-c", str(config)], log_file, workdir)
     broker = Broker("mosquitto", process, load.Target("mosquitto", "tcp", port), log_file)
-    try:
-        _wait_for_port(broker, port)
-    except BaseException:
-        broker.stop()
-        raise
-    return broker
+    return _listening(broker, port)
 
 
 # ---------------------------------------------------------------------------------- workers
@@ -653,10 +649,6 @@ def run_connections(broker: Broker, count: int, concurrency: int) -> dict[str, A
 # ---------------------------------------------------------------------------------- report
 
 
-def _goal(target: str, value: Any, passed: bool | None) -> dict[str, Any]:
-    return {"target": target, "value": value, "pass": passed}
-
-
 def build_report(
     settings: Settings,
     runs: dict[str, dict[int, dict[str, Any]] | None],
@@ -687,17 +679,17 @@ def build_report(
     held = connections.get("connections_held")
     kib = connections.get("kib_per_connection")
     goals = {
-        "fanout_vs_amqtt": _goal(
+        "fanout_vs_amqtt": goal(
             f">= {GOAL_FANOUT_RATIO:g}x amqtt's deliveries/s (every QoS)",
             ratios,
             all(r is not None and r >= GOAL_FANOUT_RATIO for r in ratios.values()),
         ),
-        "p99_at_fixed_load": _goal(
+        "p99_at_fixed_load": goal(
             f"p99 <= {GOAL_P99_MS:g} ms at {settings.latency_load:,.0f} deliveries/s (every QoS)",
             p99s,
             all(p is not None and p <= GOAL_P99_MS for p in p99s.values()),
         ),
-        "connections": _goal(
+        "connections": goal(
             f">= {GOAL_CONNECTIONS} connections at <= {GOAL_KIB_PER_CONNECTION:g} KiB each",
             {"connections_held": held, "kib_per_connection": kib},
             held is not None
@@ -822,9 +814,9 @@ def render_table(report: dict[str, Any]) -> str:
             f"gateway CPU while they idle: {c['gateway_idle_cpu_percent']:.1f}%",
         ]
     lines += ["", "Goals:"]
-    for goal in report["goals"].values():
-        verdict = "PASS" if goal["pass"] else "FAIL"
-        lines.append(f"  [{verdict}] {goal['target']}: {json.dumps(goal['value'])}")
+    for entry in report["goals"].values():
+        verdict = "PASS" if entry["pass"] else "FAIL"
+        lines.append(f"  [{verdict}] {entry['target']}: {json.dumps(entry['value'])}")
     lines.append(f"\n({report['seconds']:.0f} s)")
     return "\n".join(lines)
 
@@ -985,11 +977,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     runs = {name: runs[name] for name in BROKERS if name in runs}
     report = build_report(settings, runs, connections, qos_levels, time.monotonic() - started_at)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print()
-    print(render_table(report))
-    print(f"results: {args.output}")
+    show_report(report, args.output, render_table(report))
     return 0
 
 

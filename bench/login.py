@@ -51,6 +51,7 @@ from auth.passwords import (  # noqa: E402
 )
 from auth.settings import OidcIssuer  # noqa: E402
 from auth.tokens import JwksCache, verify_id_token  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 ISSUER = "https://idp.bench.test/pool"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -198,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "full_login_local_stack": full(seconds),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_report(results, args.output)
     checks = results["check"]
     print(f"{'':28} {'one core/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'all cores/s':>12}")
     for name, figures in checks.items():

@@ -865,6 +865,20 @@ async def _publisher(
                 return room
             await asyncio.sleep(0.0002)
 
+    def send_done(first: int, start_ns: int) -> None:
+        """Tell the controller which seqs this phase published, and when."""
+        conn.send(
+            (
+                "done",
+                {
+                    "first_seq": first,
+                    "last_seq": seq,
+                    "start_ns": start_ns,
+                    "end_ns": time.time_ns(),
+                },
+            )
+        )
+
     try:
         conn.send(("ready", {}))
         async for command in _commands(conn):
@@ -883,17 +897,7 @@ async def _publisher(
                         await client.drained()
                     else:
                         await asyncio.sleep(0)
-                conn.send(
-                    (
-                        "done",
-                        {
-                            "first_seq": first,
-                            "last_seq": seq,
-                            "start_ns": start_ns,
-                            "end_ns": time.time_ns(),
-                        },
-                    )
-                )
+                send_done(first, start_ns)
             elif name == "rate":
                 _, phase, rate, duration, window = command
                 first = seq + 1
@@ -907,17 +911,7 @@ async def _publisher(
                     await pace_window(window)
                     seq += 1
                     client.write(packet(seq, phase))
-                conn.send(
-                    (
-                        "done",
-                        {
-                            "first_seq": first,
-                            "last_seq": seq,
-                            "start_ns": start_ns,
-                            "end_ns": time.time_ns(),
-                        },
-                    )
-                )
+                send_done(first, start_ns)
             elif name == "acks":
                 deadline = time.monotonic() + command[1]
                 while qos and acked < seq and time.monotonic() < deadline and not client.closed:

@@ -48,6 +48,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.report import write_report  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "publisher.json"
 REGION = "us-east-1"
 
@@ -422,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(result, args.output)
     print(json.dumps(result, indent=2))
     return 0
 

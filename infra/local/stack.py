@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
 from infra.local.broker import BrokerConfig
@@ -92,6 +92,7 @@ class LocalStack:
         self.credentials = CredentialStore()
         self.env: dict[str, str] = {}
         self.functions: dict[str, FunctionPool] = {}
+        self._log_file: IO[str] | None = None  # config.function_log, opened on first use
         self.pumps: list[StreamPump] = []
         self.physical_ids: dict[str, str] = {}
         self.outputs: dict[str, str] = {}
@@ -192,15 +193,14 @@ class LocalStack:
         notify = getattr(self, "_notify", None)
         if notify is not None:
             notify.close()
-        log = getattr(self, "_log_file", None)
-        if log is not None:
-            log.close()
+        if self._log_file is not None:
+            self._log_file.close()
 
     def _function_log(self) -> Any:
         """The open file the functions log to (``config.function_log``), or None."""
         if self.config.function_log is None:
             return None
-        if getattr(self, "_log_file", None) is None:
+        if self._log_file is None:
             self.config.function_log.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self.config.function_log.open("a", encoding="utf-8")
         return self._log_file

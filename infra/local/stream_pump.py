@@ -157,16 +157,22 @@ class StreamPump:
         """Read from the shard until a batch is full, the window closes or nothing is new."""
         deadline = time.monotonic() + self.settings.maximum_batching_window_s
         while len(shard.pending) < self.settings.batch_size and shard.iterator is not None:
-            answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
-            shard.iterator = answer.get("NextShardIterator")
-            fetched = answer.get("Records", [])
-            self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
-            if shard.iterator is None:
-                shard.closed = True
+            fetched = self._read(shard)
             if len(shard.pending) >= self.settings.batch_size or time.monotonic() >= deadline:
                 return
             if not fetched:
                 time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    def _read(self, shard: ShardState) -> int:
+        """One ``GetRecords`` from where the shard's iterator stands; returns the records read."""
+        assert shard.iterator is not None
+        answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
+        shard.iterator = answer.get("NextShardIterator")
+        if shard.iterator is None:
+            shard.closed = True
+        fetched = answer.get("Records", [])
+        self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
+        return len(fetched)
 
     def _add_pending(self, shard: ShardState, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -188,13 +194,7 @@ class StreamPump:
             waiting = bool(shard.pending) and self._invoking
         if shard.iterator is None or full or waiting:
             return 0
-        answer = self.streams.get_records(ShardIterator=shard.iterator, Limit=1000)
-        shard.iterator = answer.get("NextShardIterator")
-        if shard.iterator is None:
-            shard.closed = True
-        fetched = answer.get("Records", [])
-        self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
-        return len(fetched)
+        return self._read(shard)
 
     # ---------------------------------------------------------------------------- invoking
     def poll(self) -> int:
