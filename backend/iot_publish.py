@@ -19,77 +19,20 @@ endpoint in ``seq`` order.
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
-import select
-import ssl
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode
 
 from backend.errors import ConfigurationError, PublishError
+from backend.signed_http import CONNECTION_ERRORS, RETRYABLE_STATUS, Connections, tls_context
 
 __all__ = ["SignedPublishClient"]
-
-_RETRYABLE = {429, 500, 502, 503, 504}
-_CONNECTION_ERRORS = (OSError, http.client.HTTPException)
-
-
-class _Connections:
-    """Idle keep-alive connections to one endpoint (at most ``size`` kept)."""
-
-    def __init__(
-        self, endpoint_url: str, context: ssl.SSLContext | None, size: int, timeout_s: float
-    ):
-        parts = urlsplit(endpoint_url)
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port
-        self.context = context
-        self.size = size
-        self.timeout_s = timeout_s
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def take(self) -> http.client.HTTPConnection:
-        while True:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            if connection is None:
-                break
-            if not _dropped(connection):
-                return connection
-            connection.close()
-        if self.context is not None:
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout_s, context=self.context
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-
-    def give_back(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.size:
-                self._idle.append(connection)
-                return
-        connection.close()
-
-
-def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """An idle connection with something to read was closed by the server (or is unusable)."""
-    sock = connection.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 class SignedPublishClient:
@@ -115,18 +58,9 @@ class SignedPublishClient:
         self.credentials = credentials
         self.signing_name = signing_name
         self.max_attempts = max_attempts
-        context: ssl.SSLContext | None = None
-        if self.endpoint_url.startswith("https://"):
-            if verify is False:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                from botocore.httpsession import get_cert_path
-
-                cafile = verify if isinstance(verify, str) else get_cert_path(True)
-                context = ssl.create_default_context(cafile=cafile)
-        self._connections = _Connections(self.endpoint_url, context, pool_size, timeout_s)
+        self._connections = Connections(
+            self.endpoint_url, tls_context(self.endpoint_url, verify), pool_size, timeout_s
+        )
 
     @classmethod
     def from_environment(cls, pool_size: int = 10) -> SignedPublishClient:
@@ -191,7 +125,7 @@ class SignedPublishClient:
                     on_sent()
                 response = connection.getresponse()
                 body = response.read()
-            except _CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 connection.close()
                 if attempt == self.max_attempts:
                     raise PublishError(f"iot-data Publish to {topic} failed: {exc}") from exc
@@ -202,7 +136,7 @@ class SignedPublishClient:
                     self._connections.give_back(connection)
                 if response.status < 300:
                     return
-                if response.status not in _RETRYABLE or attempt == self.max_attempts:
+                if response.status not in RETRYABLE_STATUS or attempt == self.max_attempts:
                     raise PublishError(
                         f"iot-data refused the publish to {topic}: HTTP {response.status} "
                         f"{_message(body)}"

@@ -105,10 +105,11 @@ class Publisher:
     def from_settings(cls, settings: Settings) -> Publisher:
         """The production wiring: routes from the settings' file, lazy clients.
 
-        DynamoDB goes through boto3; iot-data through :class:`SignedPublishClient` (the same
-        signed request with half the CPU per publish), both resolved from the standard settings.
+        DynamoDB goes through boto3, except the commit's ``TransactWriteItems``
+        (:class:`TransactClient`); iot-data through :class:`SignedPublishClient`: the same
+        signed requests for a fraction of the CPU, all resolved from the standard settings.
         """
-        from backend import aws_clients
+        from backend.dynamodb_transact import TransactClient
         from backend.iot_publish import SignedPublishClient
         from backend.observability import make_logger, make_metrics
         from backend.routes import load_routes
@@ -116,7 +117,7 @@ class Publisher:
         executor = default_executor(settings.publish_concurrency)
         pool = settings.publish_concurrency
         store = ChangeStore(
-            lambda: aws_clients.client("dynamodb", pool),
+            lambda: TransactClient.from_environment(pool),
             settings.sequence_table,
             settings.change_log_table,
             settings.retention_s,

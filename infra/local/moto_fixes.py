@@ -466,7 +466,11 @@ def _blob(value: object) -> str:
 
 
 def apply_get_records_response_fix() -> None:
-    """Write DynamoDB Streams' ``GetRecords`` answers with ``json.dumps`` (idempotent)."""
+    """Write DynamoDB Streams' ``GetRecords`` answers with ``json.dumps`` (idempotent).
+
+    An iterator the stream never handed out gets AWS's 400 ``ValidationException`` instead
+    of moto's 500.
+    """
     from moto.core import responses as core_responses
     from moto.core import serialize
     from moto.dynamodbstreams import responses
@@ -483,6 +487,11 @@ def apply_get_records_response_fix() -> None:
             return 200, {"Content-Type": _JSON_CONTENT_TYPE}, get_records_body(self.result)
 
     def get_records(self: Any) -> Any:
+        iterator = self._get_param("ShardIterator")
+        if iterator not in self.backend.shard_iterators:  # moto would fail with a KeyError
+            from moto.core.exceptions import JsonRESTError
+
+            raise JsonRESTError("ValidationException", f"Invalid ShardIterator: {iterator!r}")
         result = original(self)
         if type(result) is core_responses.ActionResult and isinstance(result.result, dict):
             return JsonResult(result.result)

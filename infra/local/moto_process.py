@@ -10,6 +10,8 @@ moto's app is served by waitress rather than moto's own werkzeug server: werkzeu
 development server closes the connection after every answer, so every AWS call paid for a
 new TCP connection and a new thread (with keep-alive, the end-to-end benchmark's write →
 receive p50 went from 25 to 18 ms at 10 writes/s and from ~60 to ~40 ms at 100 writes/s).
+DynamoDB and DynamoDB Streams calls take :class:`~infra.local.moto_fast_lane.FastLane`
+past moto's Flask layer; ``TIDINGS_MOTO_FAST_LANE=0`` sends them the usual way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -24,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from infra.local.moto_fast_lane import FastLane
 from infra.local.moto_fixes import apply_local_stack_fixes
 
 
@@ -36,7 +40,9 @@ def main(argv: list[str]) -> int:
     apply_local_stack_fixes(notify)
     logging.basicConfig(level=logging.WARNING)  # waitress reports errors; no line per request
     port = int(argv[0]) if argv else 0
-    app = DomainDispatcherApplication(create_backend_app)
+    app: Any = DomainDispatcherApplication(create_backend_app)
+    if os.environ.get("TIDINGS_MOTO_FAST_LANE", "1") != "0":
+        app = FastLane(app)
     try:
         server: Any = create_server(
             app,

@@ -17,8 +17,10 @@ stream events, following the semantics of ``AWS::Lambda::EventSourceMapping``:
 Run in threads (:meth:`StreamPump.start`), reading and invoking overlap as in Lambda's
 poller: one thread reads the stream as soon as it is woken (a bounded read-ahead of
 ``READ_AHEAD_BATCHES`` batches per shard) while another invokes the handler with one batch
-per shard at a time, so a batch waits for the invocation before it, not for a read after
-it. :meth:`poll` and :meth:`drain` do both in the caller's thread, one step at a time.
+per shard at a time. While an invocation runs and the next batch already waits, the reader
+leaves new records in the stream; the invoking thread reads them the moment the invocation
+returns, so the next batch holds everything written meanwhile instead of only what was read
+before. :meth:`poll` and :meth:`drain` do both in the caller's thread, one step at a time.
 
 The handler is any ``event -> response`` callable: the publisher in-process, or a function
 worker of the local Lambda runtime. The streams client is passed in (botocore 1.44 needs an
@@ -133,6 +135,9 @@ class StreamPump:
         self._wake = threading.Event()
         self._ready = threading.Condition()  # guards every shard's ``pending``
         self._invoking = False
+        self._read_lock = threading.Lock()  # one GetRecords at a time: shard iterators move
+        self._unread = False  # records may be in the stream that the reader left there
+        self._notified = False  # someone calls wake() on every write: no need to guess
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------------------- reading
@@ -192,9 +197,25 @@ class StreamPump:
         with self._ready:
             full = len(shard.pending) >= READ_AHEAD_BATCHES * self.settings.batch_size
             waiting = bool(shard.pending) and self._invoking
-        if shard.iterator is None or full or waiting:
+        if shard.iterator is None:
+            return 0
+        if full or waiting:
+            self._unread = True  # read when the invocation returns
             return 0
         return self._read(shard)
+
+    def _read_pass(self, only_if_unread: bool = False) -> int:
+        """Read every shard once (with room); returns the records read.
+
+        With ``only_if_unread``, nothing is read unless a write was reported that no read has
+        taken yet; a read already under way is waited for either way.
+        """
+        with self._read_lock:
+            if only_if_unread and not self._unread:
+                return 0
+            self._unread = False
+            self._discover()
+            return sum(self._read_ahead(shard) for shard in list(self.shards.values()))
 
     # ---------------------------------------------------------------------------- invoking
     def poll(self) -> int:
@@ -294,8 +315,7 @@ class StreamPump:
         while not self._stop.is_set():
             self._wake.clear()  # before reading: a wake-up during the read is not lost
             try:
-                self._discover()
-                read = sum(self._read_ahead(shard) for shard in list(self.shards.values()))
+                read = self._read_pass()
             except Exception:
                 _log.exception("reading %s failed; trying again in 1 s", self.stream_arn)
                 self._stop.wait(1.0)
@@ -318,7 +338,19 @@ class StreamPump:
                 self._stop.wait(1.0)
             with self._ready:
                 self._invoking = False
-            self._wake.set()  # read what came in meanwhile
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """After an invocation: read what was written meanwhile before the next batch is cut.
+
+        When every write is reported (:meth:`wake`), only a write no read has taken yet calls
+        for a ``GetRecords``; otherwise the stream is read once after each invocation.
+        """
+        try:
+            self._read_pass(only_if_unread=self._notified)
+        except Exception:
+            _log.exception("reading %s failed; the reader tries again", self.stream_arn)
+            self._wake.set()
 
     def _due(self) -> tuple[ShardState | None, float]:
         """The shard whose batch is due now, or how long until one may be (under the lock)."""
@@ -337,6 +369,8 @@ class StreamPump:
 
     def wake(self) -> None:
         """New records were written: read now instead of at the next interval."""
+        self._notified = True
+        self._unread = True
         self._wake.set()
 
     def stop(self) -> None:

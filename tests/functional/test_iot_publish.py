@@ -48,7 +48,13 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Http(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                outer.closed.set()  # the server's side of a connection is closed
+
+        self.closed = threading.Event()
+        self.http = Http(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
 
@@ -106,6 +112,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(server: Server) -
     publisher = SignedPublishClient(server.url, REGION, Credentials("a", "b"), max_attempts=1)
     server.close_after_answer = True
     publisher.publish(topic="t/a", qos=1, payload=b"{}")
+    assert server.closed.wait(10)  # idle, and closed by the server
     publisher.publish(topic="t/a", qos=1, payload=b"{}")
     assert len(server.requests) == 2  # one attempt each: none was lost on the closed socket
     assert server.connections == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -114,3 +116,54 @@ def test_after_the_retries_the_failed_records_go_to_the_on_failure_destination(s
     assert poison.batches == [[0, 1, 2, 3]] + [[1, 2, 3, 4]] * 3 + [[5, 6, 7, 8], [9]]
     (failure,) = dead
     assert failure["batchSize"] == 4 and failure["streamArn"] == arn
+
+
+def test_records_written_during_an_invocation_form_the_next_batch_together(endpoint) -> None:
+    """Running in threads, the batch after a slow invocation holds every record written
+    meanwhile (the invoking thread reads them before it cuts the next batch)."""
+    dynamodb = client("dynamodb", endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    create_example_tables(dynamodb, suffix)
+    table = "Todos" + suffix
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    entered, release = threading.Event(), threading.Event()
+    handler = Handler()
+
+    def slow_first(event: dict) -> Any:
+        answer = handler(event)
+        if len(handler.batches) == 1:
+            entered.set()
+            assert release.wait(10)
+        return answer
+
+    def write(number: int) -> None:
+        dynamodb.put_item(
+            TableName=table,
+            Item={"owner": {"S": "o"}, "id": {"S": f"i{number}"}, "n": {"N": str(number)}},
+        )
+        pump.wake()  # what the local stack's notifier does on every stream record
+
+    pump = StreamPump(
+        client("dynamodbstreams", endpoint),
+        arn,
+        slow_first,
+        MappingSettings(100),
+        poll_interval_s=5.0,
+    )
+    pump.start()
+    try:
+        write(0)
+        assert entered.wait(10)
+        write(1)
+        time.sleep(0.3)  # the reader is woken while the invocation still runs
+        for number in range(2, 6):
+            write(number)
+        time.sleep(0.3)
+        release.set()
+        deadline = time.monotonic() + 10
+        while sum(len(b) for b in handler.batches) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        release.set()
+        pump.stop()
+    assert handler.batches == [[0], [1, 2, 3, 4, 5]]
