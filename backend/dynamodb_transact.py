@@ -29,7 +29,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
-from backend.signed_http import CONNECTION_ERRORS, RETRYABLE_STATUS, Connections, tls_context
+from backend.signed_http import (
+    CONNECTION_ERRORS,
+    RETRYABLE_STATUS,
+    Connections,
+    client_error,
+    tls_context,
+)
 
 __all__ = ["TransactClient"]
 
@@ -127,7 +133,7 @@ class TransactClient:
                     parsed: dict[str, Any] = json.loads(answer or b"{}")
                     parsed["ResponseMetadata"] = {"HTTPStatusCode": response.status}
                     return parsed
-                error = _client_error(response.status, answer)
+                error = client_error(response.status, answer, "TransactWriteItems")
                 code = error.response["Error"]["Code"]
                 retryable = response.status in RETRYABLE_STATUS or code in _RETRYABLE_CODES
                 if not retryable or attempt == self.max_attempts:
@@ -141,42 +147,3 @@ def _blob(value: object) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     raise TypeError(f"{type(value).__name__} is not a DynamoDB JSON value")
-
-
-def _decoded(value: Any) -> Any:
-    """An attribute value from the wire with its binaries as bytes, as boto3 returns it."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return value
-    ((kind, content),) = value.items()
-    if kind == "B":
-        return {"B": base64.b64decode(content)}
-    if kind == "BS":
-        return {"BS": [base64.b64decode(item) for item in content]}
-    if kind == "M":
-        return {"M": {name: _decoded(item) for name, item in content.items()}}
-    if kind == "L":
-        return {"L": [_decoded(item) for item in content]}
-    return value
-
-
-def _client_error(status: int, body: bytes) -> ClientError:
-    """The ``ClientError`` botocore raises for a DynamoDB JSON error answer."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = {}
-    if not isinstance(document, dict):
-        document = {}
-    code = str(document.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
-    message = str(document.get("message") or document.get("Message") or body[:200])
-    response: dict[str, Any] = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    for name, value in document.items():
-        if name != "__type":  # botocore keeps the modeled members, message included
-            response[name] = value
-    for reason in response.get("CancellationReasons") or []:
-        if isinstance(reason, dict) and isinstance(reason.get("Item"), dict):
-            reason["Item"] = {name: _decoded(item) for name, item in reason["Item"].items()}
-    return ClientError(response, "TransactWriteItems")  # type: ignore[arg-type]

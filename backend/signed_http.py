@@ -1,4 +1,4 @@
-"""What the publisher's hand-made AWS calls share: kept-alive connections and TLS settings.
+"""What hand-made AWS calls share: kept-alive connections, TLS settings, botocore-shaped errors.
 
 :class:`~backend.iot_publish.SignedPublishClient` and
 :class:`~backend.dynamodb_transact.TransactClient` send one SigV4-signed request each
@@ -8,13 +8,24 @@ here.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import select
 import ssl
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["CONNECTION_ERRORS", "RETRYABLE_STATUS", "Connections", "tls_context"]
+from botocore.exceptions import ClientError
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "RETRYABLE_STATUS",
+    "Connections",
+    "client_error",
+    "tls_context",
+]
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
@@ -86,3 +97,42 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _decoded(value: Any) -> Any:
+    """An attribute value from the wire with its binaries as bytes, as boto3 returns it."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((kind, content),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64decode(content)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(item) for item in content]}
+    if kind == "M":
+        return {"M": {name: _decoded(item) for name, item in content.items()}}
+    if kind == "L":
+        return {"L": [_decoded(item) for item in content]}
+    return value
+
+
+def client_error(status: int, body: bytes, operation: str) -> ClientError:
+    """The ``ClientError`` botocore raises for a JSON-protocol error answer to ``operation``."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = {}
+    if not isinstance(document, dict):
+        document = {}
+    code = str(document.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
+    message = str(document.get("message") or document.get("Message") or body[:200])
+    response: dict[str, Any] = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    for name, value in document.items():
+        if name != "__type":  # botocore keeps the modeled members, message included
+            response[name] = value
+    for reason in response.get("CancellationReasons") or []:
+        if isinstance(reason, dict) and isinstance(reason.get("Item"), dict):
+            reason["Item"] = {name: _decoded(item) for name, item in reason["Item"].items()}
+    return ClientError(response, operation)  # type: ignore[arg-type]

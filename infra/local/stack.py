@@ -41,6 +41,7 @@ from infra.local.identity_service import (
 from infra.local.lambda_runtime import FunctionPool, FunctionSpec
 from infra.local.runner import GatewayThread
 from infra.local.stream_pump import MappingSettings, StreamPump
+from infra.local.streams_wire import WireStreamsClient
 from infra.local.template_model import Resolver, Template, load_template
 from infra.local.temporary_credentials import mint_temporary_credential
 
@@ -458,10 +459,13 @@ class LocalStack:
             stream_arn = self.client("dynamodb").describe_table(TableName=table)["Table"][
                 "LatestStreamArn"
             ]
-            streams = session.client(
-                "dynamodbstreams",
-                endpoint_url=self.moto_url,
-                config=Config(retries={"max_attempts": 2}),
+            streams = WireStreamsClient(
+                session.client(
+                    "dynamodbstreams",
+                    endpoint_url=self.moto_url,
+                    config=Config(retries={"max_attempts": 2}),
+                ),
+                session.get_credentials(),
             )
             settings = MappingSettings(
                 batch_size=mapping.batch_size,

@@ -24,7 +24,9 @@ before. :meth:`poll` and :meth:`drain` do both in the caller's thread, one step 
 
 The handler is any ``event -> response`` callable: the publisher in-process, or a function
 worker of the local Lambda runtime. The streams client is passed in (botocore 1.44 needs an
-explicit endpoint or ``account_id_endpoint_mode="disabled"`` for DynamoDB Streams).
+explicit endpoint or ``account_id_endpoint_mode="disabled"`` for DynamoDB Streams): a boto3
+client, or one whose ``returns_wire`` says ``get_records`` hands over DynamoDB's own JSON
+(:class:`~infra.local.streams_wire.WireStreamsClient`).
 """
 
 from __future__ import annotations
@@ -71,15 +73,21 @@ class ShardState:
     retry_at: float = 0.0  # a batch that failed without progress waits until then
 
 
-def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A ``GetRecords`` record (as boto3 returns it) in the shape Lambda delivers it."""
+def to_lambda_record(
+    record: Mapping[str, Any], stream_arn: str, *, wire: bool = False
+) -> dict[str, Any]:
+    """A ``GetRecords`` record (as boto3 returns it; ``wire``: as DynamoDB sent it) in the
+    shape Lambda delivers it."""
     body = dict(record["dynamodb"])
     created = body.get("ApproximateCreationDateTime")
     if isinstance(created, datetime.datetime):
         body["ApproximateCreationDateTime"] = int(created.timestamp())
-    for image in ("Keys", "NewImage", "OldImage"):
-        if image in body:
-            body[image] = {name: _wire_value(value) for name, value in body[image].items()}
+    elif isinstance(created, int | float):
+        body["ApproximateCreationDateTime"] = int(created)
+    if not wire:
+        for image in ("Keys", "NewImage", "OldImage"):
+            if image in body:
+                body[image] = {name: _wire_value(value) for name, value in body[image].items()}
     out: dict[str, Any] = {
         "eventID": record["eventID"],
         "eventName": record["eventName"],
@@ -176,7 +184,8 @@ class StreamPump:
         if shard.iterator is None:
             shard.closed = True
         fetched = answer.get("Records", [])
-        self._add_pending(shard, [to_lambda_record(r, self.stream_arn) for r in fetched])
+        wire = bool(getattr(self.streams, "returns_wire", False))
+        self._add_pending(shard, [to_lambda_record(r, self.stream_arn, wire=wire) for r in fetched])
         return len(fetched)
 
     def _add_pending(self, shard: ShardState, records: list[dict[str, Any]]) -> None:

@@ -8,8 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from infra.local.stream_pump import MappingSettings, StreamPump
+from infra.local.streams_wire import WireStreamsClient
 from tests.events.capture_stream_events import client, create_example_tables
 from tests.support.moto_server import moto_server
 
@@ -167,3 +170,45 @@ def test_records_written_during_an_invocation_form_the_next_batch_together(endpo
         release.set()
         pump.stop()
     assert handler.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_the_wire_client_gives_the_pump_the_same_events_as_boto3(endpoint) -> None:
+    """Records read as DynamoDB's JSON (WireStreamsClient) become the same Lambda events as
+    records read through boto3, for every attribute type and event kind."""
+    dynamodb = client("dynamodb", endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    create_example_tables(dynamodb, suffix)
+    table = "Todos" + suffix
+    item = {
+        "owner": {"S": "o"},
+        "id": {"S": "all"},
+        "n": {"N": "1.5"},
+        "b": {"B": b"\x00\xff"},
+        "bs": {"BS": [b"\x01", b"\x02"]},
+        "ss": {"SS": ["x", "y"]},
+        "ns": {"NS": ["1", "2"]},
+        "m": {"M": {"l": {"L": [{"NULL": True}, {"BOOL": True}, {"B": b"\x03"}]}}},
+    }
+    dynamodb.put_item(TableName=table, Item=item)
+    dynamodb.put_item(TableName=table, Item={**item, "n": {"N": "2"}})
+    dynamodb.delete_item(TableName=table, Key={"owner": {"S": "o"}, "id": {"S": "all"}})
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = client("dynamodbstreams", endpoint)
+    wire = WireStreamsClient(streams, Credentials("local", "local"))
+    events: list[list[dict]] = []
+    for reader in (streams, wire):
+        seen: list[dict] = []
+        assert StreamPump(reader, arn, lambda e, seen=seen: seen.extend(e["Records"])).drain() == 3
+        events.append(seen)
+    assert [r["eventName"] for r in events[0]] == ["INSERT", "MODIFY", "REMOVE"]
+    assert events[0][0]["dynamodb"]["NewImage"]["b"] == {"B": "AP8="}  # base64, as Lambda's
+    assert events[1] == events[0]
+
+
+def test_the_wire_client_raises_boto3s_error_for_an_unknown_iterator(endpoint) -> None:
+    streams = client("dynamodbstreams", endpoint)
+    wire = WireStreamsClient(streams, Credentials("local", "local"))
+    with pytest.raises(ClientError) as caught:
+        wire.get_records(ShardIterator="not-an-iterator")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "Invalid ShardIterator" in caught.value.response["Error"]["Message"]
