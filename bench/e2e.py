@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from bench.fanout import BenchmarkError, CpuMeter, Worker, wait_for_quiet  # noqa: E402
-from bench.report import goal, show_report  # noqa: E402
+from bench.report import cpu_probe_ms, goal, show_report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "e2e.json"
 REGION = "us-east-1"
@@ -681,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         else (2.0 if quick else 10.0),
     }
     settings["rates"] = [int(r) if r.is_integer() else r for r in settings["rates"]]
+    probe_start = cpu_probe_ms()
     started = time.monotonic()
     workers: list[Worker] = []
     try:
@@ -786,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.stop()
     extra["total_s"] = round(time.monotonic() - started, 1)
     report = build_report(settings, levels, gateway, extra)
+    report["cpu_probe_start_ms"] = probe_start
     show_report(report, args.output, render_table(report))
     return 0
 

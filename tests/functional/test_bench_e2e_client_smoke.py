@@ -53,6 +53,7 @@ def test_quick_e2e_run_writes_every_required_number(tmp_path: Path) -> None:
         report, "p50_ms_at_100", "p99_ms_at_100", "gateway_p50_ms", "max_sustained_writes_per_s"
     )
     assert report["p99_ms_at_100"] >= report["p50_ms_at_100"]
+    assert report["cpu_probe_start_ms"] > 0 and report["cpu_probe_ms"] > 0
     assert report["parameters"]["subscribers"] == 5
     assert report["parameters"]["rates_per_s"] == [10, 100]
     levels = {level["offered_per_s"]: level for level in report["levels"]}
