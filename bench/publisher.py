@@ -348,13 +348,16 @@ def measure_imports(runs: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="2 batches, 3 imports")
+    parser.add_argument("--batches", type=int, help="batches per shape (8; quick 2)")
     parser.add_argument("--rtt-ms", type=float, default=20.0)
-    parser.add_argument("--imports", type=int, default=9)
+    parser.add_argument("--imports", type=int, help="import timings (9; quick 3)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--serve-iot", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-moto", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.batches = args.batches or (2 if args.quick else 8)
+    args.imports = args.imports or (3 if args.quick else 9)
     if args.serve_iot:
         serve_iot(args.serve_iot, args.rtt_ms)
         return 0

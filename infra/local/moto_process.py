@@ -6,10 +6,13 @@ datagram holding the table name to 127.0.0.1:NOTIFY_PORT whenever a stream recor
 so the stream pumps read at once. Running moto apart keeps its CPU-heavy request
 handling off the process that runs the IoT gateway and the stream pumps.
 
-moto's app is served by waitress rather than moto's own werkzeug server: werkzeug's
-development server closes the connection after every answer, so every AWS call paid for a
-new TCP connection and a new thread (with keep-alive, the end-to-end benchmark's write →
-receive p50 went from 25 to 18 ms at 10 writes/s and from ~60 to ~40 ms at 100 writes/s).
+moto's app is served by :class:`~infra.local.wsgi_server.WsgiServer` (a thread per kept-alive
+connection) rather than moto's own werkzeug server, which closes the connection after every
+answer, so that every AWS call paid for a new TCP connection and a new thread. With
+keep-alive (then waitress), the end-to-end benchmark's write → receive p50 went from 25 to
+18 ms at 10 writes/s and from ~60 to ~40 ms at 100 writes/s; without waitress's hand-over of
+every request between its socket loop and a worker thread, from 27-32 to 16-21 ms at
+100 writes/s (three runs each, alternating, same session).
 DynamoDB and DynamoDB Streams calls take :class:`~infra.local.moto_fast_lane.FastLane`
 past moto's Flask layer; ``TIDINGS_MOTO_FAST_LANE=0`` sends them the usual way.
 """
@@ -29,33 +32,26 @@ from typing import Any
 
 from infra.local.moto_fast_lane import FastLane
 from infra.local.moto_fixes import apply_local_stack_fixes
+from infra.local.wsgi_server import WsgiServer
 
 
 def main(argv: list[str]) -> int:
     """Serve until SIGTERM or SIGINT."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from waitress.server import create_server
 
     notify = _Notifier(int(argv[1])).notify if len(argv) > 1 else None
     apply_local_stack_fixes(notify)
-    logging.basicConfig(level=logging.WARNING)  # waitress reports errors; no line per request
+    logging.basicConfig(level=logging.WARNING)  # errors only, no line per request
     port = int(argv[0]) if argv else 0
     app: Any = DomainDispatcherApplication(create_backend_app)
     if os.environ.get("TIDINGS_MOTO_FAST_LANE", "1") != "0":
         app = FastLane(app)
     try:
-        server: Any = create_server(
-            app,
-            host="127.0.0.1",
-            port=port,
-            threads=8,
-            ident="moto",
-            clear_untrusted_proxy_headers=True,
-        )
+        server = WsgiServer(app, "127.0.0.1", port)
     except OSError as exc:
         print(f"ERROR {exc}", flush=True)
         return 1
-    threading.Thread(target=server.run, daemon=True, name="waitress").start()
+    threading.Thread(target=server.run, daemon=True, name="moto-server").start()
     threading.Thread(target=_freeze_heap, daemon=True, name="gc-freeze").start()
     print(f"READY {server.effective_port}", flush=True)
     stopped = threading.Event()
