@@ -37,6 +37,7 @@ class WsgiServer:
         """Binds at once: an ``OSError`` names a busy port."""
         self._server = _Server((host, port), _Handler)
         self._server.app = app
+        self._running = threading.Event()
 
     @property
     def effective_port(self) -> int:
@@ -45,11 +46,13 @@ class WsgiServer:
 
     def run(self) -> None:
         """Serve until :meth:`close` (blocks)."""
+        self._running.set()
         self._server.serve_forever(poll_interval=0.5)
 
     def close(self) -> None:
         """Stop serving and release the port (from another thread than :meth:`run`)."""
-        threading.Thread(target=self._server.shutdown, daemon=True).start()
+        if self._running.is_set():
+            self._server.shutdown()  # waits for run() to return
         self._server.server_close()
 
 
