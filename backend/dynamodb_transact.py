@@ -25,21 +25,16 @@ import random
 import time
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
-from backend.signed_http import (
-    CONNECTION_ERRORS,
-    RETRYABLE_STATUS,
-    Connections,
-    client_error,
-    tls_context,
-)
+from backend.signed_http import CONNECTION_ERRORS, RETRYABLE_STATUS, SignedPoster, client_error
 
 __all__ = ["TransactClient"]
 
-_TARGET = "DynamoDB_20120810.TransactWriteItems"
+_HEADERS = {
+    "X-Amz-Target": "DynamoDB_20120810.TransactWriteItems",
+    "Content-Type": "application/x-amz-json-1.0",
+}
 _RETRYABLE_CODES = {
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
@@ -64,14 +59,10 @@ class TransactClient:
     ) -> None:
         """``client`` is a boto3 ``dynamodb`` client; ``credentials`` its botocore credentials."""
         self._client = client
-        self.endpoint_url = str(client.meta.endpoint_url).rstrip("/")
-        self.region = str(client.meta.region_name)
-        self.signing_name = str(client.meta.service_model.signing_name)
-        self.credentials = credentials
-        self.max_attempts = max_attempts
-        self._connections = Connections(
-            self.endpoint_url, tls_context(self.endpoint_url, verify), pool_size, timeout_s
+        self._poster = SignedPoster.for_client(
+            client, credentials, verify=verify, pool_size=pool_size, timeout_s=timeout_s
         )
+        self.max_attempts = max_attempts
 
     @classmethod
     def from_environment(cls, pool_size: int = 10) -> TransactClient:
@@ -100,42 +91,22 @@ class TransactClient:
         """``TransactWriteItems`` with boto3's call shape; raises ``ClientError`` as boto3 does."""
         body = json.dumps(params, default=_blob).encode("utf-8")
         for attempt in range(1, self.max_attempts + 1):
-            request = AWSRequest(
-                method="POST",
-                url=self.endpoint_url + "/",
-                data=body,
-                headers={
-                    "X-Amz-Target": _TARGET,
-                    "Content-Type": "application/x-amz-json-1.0",
-                },
-            )
-            SigV4Auth(
-                self.credentials.get_frozen_credentials(), self.signing_name, self.region
-            ).add_auth(request)
-            connection = self._connections.take()
             try:
-                connection.request("POST", "/", body=body, headers=dict(request.headers.items()))
-                response = connection.getresponse()
-                answer = response.read()
+                status, answer = self._poster.post("/", body, _HEADERS)
             except CONNECTION_ERRORS as exc:
-                connection.close()
                 if attempt == self.max_attempts:
                     raise ClientError(
                         {"Error": {"Code": "ConnectionError", "Message": str(exc)}},
                         "TransactWriteItems",
                     ) from exc
             else:
-                if response.will_close:
-                    connection.close()
-                else:
-                    self._connections.give_back(connection)
-                if response.status < 300:
+                if status < 300:
                     parsed: dict[str, Any] = json.loads(answer or b"{}")
-                    parsed["ResponseMetadata"] = {"HTTPStatusCode": response.status}
+                    parsed["ResponseMetadata"] = {"HTTPStatusCode": status}
                     return parsed
-                error = client_error(response.status, answer, "TransactWriteItems")
+                error = client_error(status, answer, "TransactWriteItems")
                 code = error.response["Error"]["Code"]
-                retryable = response.status in RETRYABLE_STATUS or code in _RETRYABLE_CODES
+                retryable = status in RETRYABLE_STATUS or code in _RETRYABLE_CODES
                 if not retryable or attempt == self.max_attempts:
                     raise error
             time.sleep(random.uniform(0, 0.05 * 2**attempt))

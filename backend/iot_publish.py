@@ -25,12 +25,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode
 
 from backend.errors import ConfigurationError, PublishError
-from backend.signed_http import CONNECTION_ERRORS, RETRYABLE_STATUS, Connections, tls_context
+from backend.signed_http import CONNECTION_ERRORS, RETRYABLE_STATUS, SignedPoster
 
 __all__ = ["SignedPublishClient"]
 
@@ -53,14 +51,16 @@ class SignedPublishClient:
         timeout_s: float = 10.0,
     ) -> None:
         """``credentials`` is a botocore credentials object (``get_frozen_credentials()``)."""
-        self.endpoint_url = endpoint_url.rstrip("/")
-        self.region = region
-        self.credentials = credentials
-        self.signing_name = signing_name
-        self.max_attempts = max_attempts
-        self._connections = Connections(
-            self.endpoint_url, tls_context(self.endpoint_url, verify), pool_size, timeout_s
+        self._poster = SignedPoster(
+            endpoint_url,
+            region,
+            signing_name,
+            credentials,
+            verify=verify,
+            pool_size=pool_size,
+            timeout_s=timeout_s,
         )
+        self.max_attempts = max_attempts
 
     @classmethod
     def from_environment(cls, pool_size: int = 10) -> SignedPublishClient:
@@ -110,36 +110,18 @@ class SignedPublishClient:
         self, topic: str, qos: int, payload: bytes, on_sent: Callable[[], None] | None
     ) -> None:
         path = f"/topics/{percent_encode(topic)}?qos={int(qos)}"
-        url = self.endpoint_url + path
         for attempt in range(1, self.max_attempts + 1):
-            request = AWSRequest(method="POST", url=url, data=payload)
-            SigV4Auth(
-                self.credentials.get_frozen_credentials(), self.signing_name, self.region
-            ).add_auth(request)
-            connection = self._connections.take()
             try:
-                connection.request(
-                    "POST", path, body=payload, headers=dict(request.headers.items())
-                )
-                if on_sent is not None:
-                    on_sent()
-                response = connection.getresponse()
-                body = response.read()
+                status, body = self._poster.post(path, payload, on_sent=on_sent)
             except CONNECTION_ERRORS as exc:
-                connection.close()
                 if attempt == self.max_attempts:
                     raise PublishError(f"iot-data Publish to {topic} failed: {exc}") from exc
             else:
-                if response.will_close:
-                    connection.close()
-                else:
-                    self._connections.give_back(connection)
-                if response.status < 300:
+                if status < 300:
                     return
-                if response.status not in RETRYABLE_STATUS or attempt == self.max_attempts:
+                if status not in RETRYABLE_STATUS or attempt == self.max_attempts:
                     raise PublishError(
-                        f"iot-data refused the publish to {topic}: HTTP {response.status} "
-                        f"{_message(body)}"
+                        f"iot-data refused the publish to {topic}: HTTP {status} {_message(body)}"
                     )
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
 

@@ -1,4 +1,4 @@
-"""What hand-made AWS calls share: kept-alive connections, TLS settings, botocore-shaped errors.
+"""What hand-made AWS calls share: signing and kept-alive connections, botocore-shaped errors.
 
 :class:`~backend.iot_publish.SignedPublishClient` and
 :class:`~backend.dynamodb_transact.TransactClient` send one SigV4-signed request each
@@ -14,15 +14,19 @@ import json
 import select
 import ssl
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 __all__ = [
     "CONNECTION_ERRORS",
     "RETRYABLE_STATUS",
     "Connections",
+    "SignedPoster",
     "client_error",
     "tls_context",
 ]
@@ -85,6 +89,75 @@ class Connections:
                 self._idle.append(connection)
                 return
         connection.close()
+
+
+class SignedPoster:
+    """SigV4-signed POSTs to one endpoint, on kept-alive connections (no retries here)."""
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        signing_name: str,
+        credentials: Any,
+        *,
+        verify: str | bool = True,
+        pool_size: int = 10,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """``credentials`` is a botocore credentials object (``get_frozen_credentials()``)."""
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.region = region
+        self.signing_name = signing_name
+        self.credentials = credentials
+        self._connections = Connections(
+            self.endpoint_url, tls_context(self.endpoint_url, verify), pool_size, timeout_s
+        )
+
+    @classmethod
+    def for_client(cls, client: Any, credentials: Any, **options: Any) -> SignedPoster:
+        """To the endpoint, region and signing name of a boto3 client."""
+        meta = client.meta
+        return cls(
+            str(meta.endpoint_url),
+            str(meta.region_name),
+            str(meta.service_model.signing_name),
+            credentials,
+            **options,
+        )
+
+    def post(
+        self,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> tuple[int, bytes]:
+        """Sign and send; ``(status, body)``. ``on_sent()`` runs once the request has left.
+
+        A connection error closes the connection and is raised (one of ``CONNECTION_ERRORS``).
+        """
+        request = AWSRequest(
+            method="POST", url=self.endpoint_url + path, data=body, headers=dict(headers or {})
+        )
+        SigV4Auth(
+            self.credentials.get_frozen_credentials(), self.signing_name, self.region
+        ).add_auth(request)
+        connection = self._connections.take()
+        try:
+            connection.request("POST", path, body=body, headers=dict(request.headers.items()))
+            if on_sent is not None:
+                on_sent()
+            response = connection.getresponse()
+            answer = response.read()
+        except CONNECTION_ERRORS:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._connections.give_back(connection)
+        return response.status, answer
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-
-from backend.signed_http import CONNECTION_ERRORS, Connections, client_error
+from backend.signed_http import CONNECTION_ERRORS, SignedPoster, client_error
 
 __all__ = ["WireStreamsClient"]
 
-_TARGET = "DynamoDBStreams_20120810.GetRecords"
+_HEADERS = {
+    "X-Amz-Target": "DynamoDBStreams_20120810.GetRecords",
+    "Content-Type": "application/x-amz-json-1.0",
+}
 
 
 class WireStreamsClient:
@@ -31,12 +31,8 @@ class WireStreamsClient:
     def __init__(self, client: Any, credentials: Any, *, max_attempts: int = 2) -> None:
         """``client`` is a boto3 ``dynamodbstreams`` client; ``credentials`` botocore's."""
         self._client = client
-        self.endpoint_url = str(client.meta.endpoint_url).rstrip("/")
-        self.region = str(client.meta.region_name)
-        self.signing_name = str(client.meta.service_model.signing_name)
-        self.credentials = credentials
+        self._poster = SignedPoster.for_client(client, credentials, pool_size=2)
         self.max_attempts = max_attempts
-        self._connections = Connections(self.endpoint_url, None, 2, 10.0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -45,31 +41,14 @@ class WireStreamsClient:
         """``GetRecords`` with boto3's call shape; errors raise botocore's ``ClientError``."""
         body = json.dumps(params).encode("utf-8")
         for attempt in range(1, self.max_attempts + 1):
-            request = AWSRequest(
-                method="POST",
-                url=self.endpoint_url + "/",
-                data=body,
-                headers={"X-Amz-Target": _TARGET, "Content-Type": "application/x-amz-json-1.0"},
-            )
-            SigV4Auth(
-                self.credentials.get_frozen_credentials(), self.signing_name, self.region
-            ).add_auth(request)
-            connection = self._connections.take()
             try:
-                connection.request("POST", "/", body=body, headers=dict(request.headers.items()))
-                response = connection.getresponse()
-                answer = response.read()
+                status, answer = self._poster.post("/", body, _HEADERS)
             except CONNECTION_ERRORS:
-                connection.close()
                 if attempt == self.max_attempts:
                     raise
                 continue
-            if response.will_close:
-                connection.close()
-            else:
-                self._connections.give_back(connection)
-            if response.status >= 300:
-                raise client_error(response.status, answer, "GetRecords")
+            if status >= 300:
+                raise client_error(status, answer, "GetRecords")
             parsed: dict[str, Any] = json.loads(answer or b"{}")
             return parsed
         raise AssertionError("unreachable")  # the last attempt returns or raises

@@ -128,7 +128,7 @@ def test_malformed_requests_get_a_400_and_close(server: WsgiServer) -> None:
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 400")
 
 
-def test_a_busy_port_is_an_error_that_names_it(server: WsgiServer) -> None:
+def test_a_busy_port_raises_at_once(server: WsgiServer) -> None:
     with pytest.raises(OSError):
         WsgiServer(echo_app, "127.0.0.1", server.effective_port)
 
