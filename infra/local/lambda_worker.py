@@ -7,6 +7,7 @@ prints go to stderr, where the local stack shows them as the function's log.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # handler prints are logs, not answers
     handler: Any = getattr(importlib.import_module(module_name), function_name)
+    gc.collect()
+    gc.freeze()  # the imported modules are for good: keep them out of full collections
     for line in sys.stdin:
         request = json.loads(line)
         context = LambdaContext(name, request["id"], timeout_s, memory_mb)
