@@ -41,7 +41,6 @@ def main(argv: list[str]) -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # handler prints are logs, not answers
     handler: Any = getattr(importlib.import_module(module_name), function_name)
-    gc.collect()
     gc.freeze()  # the imported modules are for good: keep them out of full collections
     for line in sys.stdin:
         request = json.loads(line)

@@ -69,12 +69,14 @@ class FastLane:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length > 0 else b""
-        refusal = self._refusal(handler_class, action, body)
-        if refusal is not None:
-            status, headers, content = refusal
+        document = self._document(handler_class, action, body)
+        if isinstance(document, tuple):  # refused
+            status, headers, content = document
         else:
             try:
-                status, headers, content = self._call(handler_class, environ, action, body)
+                status, headers, content = self._call(
+                    handler_class, environ, action, body, document
+                )
             except Exception as exc:  # moto's own road answers 500 as well, without a reason
                 _log.exception("moto failed on %s.%s", prefix, action)
                 status, headers, content = _error(500, "InternalFailure", f"moto failed: {exc!r}")
@@ -86,12 +88,11 @@ class FastLane:
         start_response(f"{status} {_reason(int(status))}", out)
         return [data]
 
-    def _refusal(
+    def _document(
         self, handler_class: Any, action: str, body: bytes
-    ) -> tuple[int, dict[str, str], str] | None:
-        """AWS's 400 for a call that names no operation or whose body is no JSON object.
-
-        moto's own road answers both with a bare 500."""
+    ) -> dict[str, Any] | tuple[int, dict[str, str], str]:
+        """The call's JSON body, or AWS's 400 for a call that names no operation or whose
+        body is no JSON object (moto's own road answers both with a bare 500)."""
         service, operations = self._operations(handler_class)
         if action not in operations:
             return _error(
@@ -103,7 +104,7 @@ class FastLane:
             return _error(400, _CORAL + "SerializationException", f"the body is not JSON: {exc}")
         if not isinstance(document, dict):
             return _error(400, _CORAL + "SerializationException", "the body must be a JSON object")
-        return None
+        return document
 
     def _operations(self, handler_class: Any) -> tuple[str, frozenset[str]]:
         found = self._known.get(handler_class)
@@ -116,7 +117,12 @@ class FastLane:
         return found
 
     def _call(
-        self, handler_class: Any, environ: dict[str, Any], action: str, body: bytes
+        self,
+        handler_class: Any,
+        environ: dict[str, Any],
+        action: str,
+        body: bytes,
+        document: dict[str, Any],
     ) -> tuple[Any, dict[str, Any], Any]:
         from moto.iam.models import mark_account_as_visited
         from moto.utilities.utils import get_partition
@@ -142,16 +148,10 @@ class FastLane:
         handler.region = handler.get_region_from_url(_Request(headers), url)
         handler.partition = get_partition(handler.region)
         if handler.automated_parameter_parsing:
-            handler.params = self._parser(handler, action).parse(
-                {
-                    "method": "POST",
-                    "values": {},
-                    "headers": headers,
-                    "body": body,
-                    "url_path": _PATH,
-                    "url_params": {},
-                }
-            )
+            # moto's JSON parser, given the body already decoded (its parse() decodes again)
+            parser = self._parser(handler, action)
+            shape = parser.operation_model.input_shape
+            handler.params = {} if shape is None else parser._parse_shape(shape, document)
         handler.access_key = handler.get_access_key()
         handler.current_account = handler.get_current_account()
         mark_account_as_visited(

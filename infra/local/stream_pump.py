@@ -130,6 +130,7 @@ class StreamPump:
     ) -> None:
         """``streams`` is a boto3 ``dynamodbstreams`` client."""
         self.streams = streams
+        self._wire = bool(getattr(streams, "returns_wire", False))  # records as DynamoDB sent them
         self.stream_arn = stream_arn
         self.handler = handler
         self.settings = settings or MappingSettings()
@@ -184,8 +185,9 @@ class StreamPump:
         if shard.iterator is None:
             shard.closed = True
         fetched = answer.get("Records", [])
-        wire = bool(getattr(self.streams, "returns_wire", False))
-        self._add_pending(shard, [to_lambda_record(r, self.stream_arn, wire=wire) for r in fetched])
+        self._add_pending(
+            shard, [to_lambda_record(r, self.stream_arn, wire=self._wire) for r in fetched]
+        )
         return len(fetched)
 
     def _add_pending(self, shard: ShardState, records: list[dict[str, Any]]) -> None:
@@ -201,7 +203,8 @@ class StreamPump:
         """One ``GetRecords`` if the shard's read-ahead has room; returns the records read.
 
         While a batch is being invoked and the next one is already waiting, reading again
-        would only add calls: the read after the invocation gathers everything new at once.
+        would only add calls: the invoking thread's read after the invocation (:meth:`_catch_up`)
+        gathers everything new at once.
         """
         with self._ready:
             full = len(shard.pending) >= READ_AHEAD_BATCHES * self.settings.batch_size
