@@ -91,6 +91,10 @@ def parse_login_body(body: bytes | str | None) -> LoginRequest:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("invalid_json", f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise BadRequest(
+            "invalid_json", "The body nests JSON too deeply; send one flat JSON object."
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest("invalid_body", "The body must be a JSON object.")
     method = data.get("method")
@@ -205,20 +209,23 @@ class LoginService:
         """Handle one login request body from ``source_ip``; the JSON answer on success."""
         request = parse_login_body(body)
         throttle = LoginThrottle(self.store, self.settings.rate_limits, self.clock)
+        account: str | None = None
         if isinstance(request, PasswordLogin):
-            keys = throttle.keys(source_ip, request.username)
+            account = f"user:{request.username}"
         elif isinstance(request, DeviceLogin):
-            keys = throttle.keys(source_ip, f"device:{request.thing_name}")
-        else:
-            keys = throttle.keys(source_ip, None)
-        throttle.check(keys)
+            account = f"device:{request.thing_name}"
+        # the attempt is counted before the credentials are looked at: parallel guesses
+        # beyond a bucket's limit are refused without a check (auth/rate_limit.py)
+        reservation = throttle.reserve(source_ip, account)
         try:
             user_id, tenants = self._authenticate(request)
         except InvalidCredentials as exc:
             log.info("login refused (%s) from %s", exc.reason, source_ip)
-            throttle.failed(keys)
             raise
-        throttle.succeeded(keys)
+        except BaseException:
+            reservation.release()  # not a wrong guess: the store or an issuer failed
+            raise
+        throttle.succeeded(reservation, source_ip, account)
         return self.issue(user_id, tenants)
 
     def _authenticate(self, request: LoginRequest) -> tuple[str, frozenset[str]]:

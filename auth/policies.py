@@ -48,7 +48,7 @@ __all__ = [
 SUB_VARIABLE = "${cognito-identity.amazonaws.com:sub}"
 VERSION = "2012-10-17"
 READ_ACTIONS = (("iot:Subscribe", "topicfilter"), ("iot:Receive", "topic"))
-_PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_PLACEHOLDER = re.compile(r"\A\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
 _POLICY_NAME_CHARS = re.compile(r"[^\w+=,.@-]")
 
 Document = dict[str, Any]

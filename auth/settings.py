@@ -32,10 +32,11 @@ ENV = {
     "iot_policy_prefix": "TIDINGS_IOT_POLICY_PREFIX",
     "oidc_issuers": "TIDINGS_OIDC_ISSUERS",
     "password_hash": "TIDINGS_PASSWORD_HASH",
-    "user_max_failures": "TIDINGS_LOGIN_USER_MAX_FAILURES",
+    "account_address_max_failures": "TIDINGS_LOGIN_ACCOUNT_ADDRESS_MAX_FAILURES",
+    "account_hourly_max_failures": "TIDINGS_LOGIN_ACCOUNT_HOURLY_MAX_FAILURES",
     "address_max_failures": "TIDINGS_LOGIN_ADDRESS_MAX_FAILURES",
     "failure_window_s": "TIDINGS_LOGIN_FAILURE_WINDOW_S",
-    "lockout_s": "TIDINGS_LOGIN_LOCKOUT_S",
+    "known_address_days": "TIDINGS_LOGIN_KNOWN_ADDRESS_DAYS",
     "region": "AWS_REGION",
     "default_region": "AWS_DEFAULT_REGION",
 }
@@ -95,14 +96,29 @@ class OidcIssuer:
         )
 
 
+RETIRED = {
+    "TIDINGS_LOGIN_USER_MAX_FAILURES": "TIDINGS_LOGIN_ACCOUNT_ADDRESS_MAX_FAILURES (per account "
+    "and address) and TIDINGS_LOGIN_ACCOUNT_HOURLY_MAX_FAILURES (per account, per hour)",
+    "TIDINGS_LOGIN_LOCKOUT_S": "TIDINGS_LOGIN_FAILURE_WINDOW_S (a full bucket stays closed "
+    "until its window ends)",
+}
+"""Variables that no longer have an effect → what replaced them (a set one fails loudly)."""
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """Failed-login limits: after ``*_max_failures`` within ``window_s``, locked ``lockout_s``."""
+    """Sign-in attempt limits (:mod:`auth.rate_limit` describes the buckets).
 
-    user_max_failures: int = 5
-    address_max_failures: int = 20
+    ``account_address_max_failures`` and ``address_max_failures`` count within ``window_s``;
+    ``account_hourly_max_failures`` counts per hour the guesses at one account from addresses
+    that have not signed in to it within ``known_address_days``.
+    """
+
+    account_address_max_failures: int = 5
+    account_hourly_max_failures: int = 30
+    address_max_failures: int = 50
     window_s: float = 900.0
-    lockout_s: float = 300.0
+    known_address_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,9 @@ class AuthSettings:
         password_hash = env.get(ENV["password_hash"], "argon2id")
         if password_hash not in PASSWORD_HASHES:
             raise ConfigurationError(f"{ENV['password_hash']} must be one of {PASSWORD_HASHES}")
+        for name, replacement in RETIRED.items():
+            if env.get(name, "").strip():
+                raise ConfigurationError(f"{name} is no longer used; use {replacement}")
         defaults = RateLimits()
         return cls(
             users_table=required("users_table"),
@@ -181,14 +200,22 @@ class AuthSettings:
             oidc_issuers=_issuers(env.get(ENV["oidc_issuers"], "")),
             password_hash=password_hash,
             rate_limits=RateLimits(
-                user_max_failures=integer(
-                    "user_max_failures", defaults.user_max_failures, 1, 10_000
+                account_address_max_failures=integer(
+                    "account_address_max_failures",
+                    defaults.account_address_max_failures,
+                    1,
+                    10_000,
+                ),
+                account_hourly_max_failures=integer(
+                    "account_hourly_max_failures", defaults.account_hourly_max_failures, 1, 100_000
                 ),
                 address_max_failures=integer(
                     "address_max_failures", defaults.address_max_failures, 1, 1_000_000
                 ),
                 window_s=integer("failure_window_s", int(defaults.window_s), 1, 86400),
-                lockout_s=integer("lockout_s", int(defaults.lockout_s), 1, 86400),
+                known_address_days=integer(
+                    "known_address_days", defaults.known_address_days, 0, 3650
+                ),
             ),
         )
 

@@ -9,7 +9,9 @@ One table, partition key ``pk`` (string), TTL attribute ``expires_at``:
                             ``tenants``
 ``identity#<identity id>``  ``identityId``, ``tenants``, ``policies`` (IoT policies attached);
                             GSI ``byIdentity`` on ``identityId`` serves the channels API
-``throttle#<scope>#<key>``  ``failures``, ``window_start``, ``locked_until``, ``expires_at``
+``throttle#<bucket>#<t>``   ``attempts`` in the window starting at ``t`` (:mod:`auth.rate_limit`),
+                            ``expires_at``
+``familiar#<acct>#<addr>``  an address that signed in to the account; ``expires_at``
 ==========================  ====================================================================
 
 Every botocore error is translated here: a raw ``ClientError`` never leaves this module.
@@ -17,6 +19,7 @@ Every botocore error is translated here: a raw ``ClientError`` never leaves this
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -32,10 +35,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from auth.errors import BadRequest, UpstreamError, UserExists, UserNotFound
 from backend.routes import CHANNEL_SEGMENT
 
-__all__ = ["USERNAME", "Account", "Throttle", "UsersStore", "validate_tenant", "validate_username"]
+__all__ = ["USERNAME", "Account", "UsersStore", "validate_tenant", "validate_username"]
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
-THING_NAME = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
+USERNAME = re.compile(r"\A[A-Za-z0-9_.@+-]{1,128}\Z")
+THING_NAME = re.compile(r"\A[A-Za-z0-9:_-]{1,128}\Z")
 
 
 def validate_username(username: str) -> str:
@@ -67,15 +70,6 @@ class Account:
     user_id: str
     secret_hash: str
     tenants: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """Failed-login counter for one user or address."""
-
-    failures: int
-    window_start: float
-    locked_until: float
 
 
 def _s(value: str) -> dict[str, Any]:
@@ -248,62 +242,68 @@ class UsersStore:
             },
         )
 
-    # --- throttles -------------------------------------------------------------------
+    # --- sign-in throttling ----------------------------------------------------------
 
-    def get_throttle(self, key: str) -> Throttle | None:
-        """The failure counter for ``key`` (``user#alice``, ``address#1.2.3.4``)."""
+    def reserve_attempt(self, key: str, limit: int, expires_at: int) -> bool:
+        """Count one attempt in the bucket ``key`` if it holds fewer than ``limit``; atomic.
+
+        One conditional ``UpdateItem``: DynamoDB serialises writes to an item, so parallel
+        callers can never count more than ``limit`` attempts. False when the bucket is full.
+        """
+        try:
+            self._call(
+                "update_item",
+                Key={"pk": _s(f"throttle#{key}")},
+                UpdateExpression="SET kind = :kind, expires_at = :ttl ADD attempts :one",
+                ConditionExpression="attribute_not_exists(attempts) OR attempts < :limit",
+                ExpressionAttributeValues={
+                    ":kind": _s("throttle"),
+                    ":ttl": _n(expires_at),
+                    ":one": _n(1),
+                    ":limit": _n(limit),
+                },
+            )
+        except ClientError:  # ConditionalCheckFailedException: the bucket is full
+            return False
+        return True
+
+    def release_attempt(self, key: str) -> None:
+        """Give back one attempt counted in the bucket ``key`` (never below zero)."""
+        with contextlib.suppress(ClientError):  # already at zero, or the item expired
+            self._call(
+                "update_item",
+                Key={"pk": _s(f"throttle#{key}")},
+                UpdateExpression="ADD attempts :minus",
+                ConditionExpression="attempts > :zero",
+                ExpressionAttributeValues={":minus": _n(-1), ":zero": _n(0)},
+            )
+
+    def attempts(self, key: str) -> int:
+        """The attempts counted in the bucket ``key`` (0 if it has none)."""
         item = self._call("get_item", Key={"pk": _s(f"throttle#{key}")}, ConsistentRead=True).get(
             "Item"
         )
-        if item is None:
-            return None
-        return _throttle(item)
+        return int(item.get("attempts", {}).get("N", "0")) if item else 0
 
-    def add_failure(self, key: str, now: float, window_s: float) -> Throttle:
-        """Count one failure in the current window (a new window if the old one ended)."""
-        try:
-            item = self._call(
-                "update_item",
-                Key={"pk": _s(f"throttle#{key}")},
-                UpdateExpression="ADD failures :one SET expires_at = :ttl",
-                ConditionExpression="attribute_exists(pk) AND window_start > :since",
-                ExpressionAttributeValues={
-                    ":one": _n(1),
-                    ":since": _n(now - window_s),
-                    ":ttl": _n(int(now + window_s * 2 + 86400)),
-                },
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-            return _throttle(item)
-        except ClientError:
-            pass  # no counter, or its window ended: start a new one (keeping a lock in force)
-        previous = self.get_throttle(key)
-        locked_until = previous.locked_until if previous is not None else 0.0
+    def is_familiar(self, account: str, address: str, now: float) -> bool:
+        """Whether ``address`` signed in to ``account`` and that is remembered at ``now``."""
+        item = self._call(
+            "get_item", Key={"pk": _s(f"familiar#{account}#{address}")}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return False
+        return float(item.get("expires_at", {}).get("N", "0")) > now
+
+    def remember_familiar(self, account: str, address: str, until: int) -> None:
+        """Remember that ``address`` signed in to ``account`` (until ``until``, epoch s)."""
         self._call(
             "put_item",
             Item={
-                "pk": _s(f"throttle#{key}"),
-                "kind": _s("throttle"),
-                "failures": _n(1),
-                "window_start": _n(now),
-                "locked_until": _n(locked_until),
-                "expires_at": _n(int(now + window_s * 2 + 86400)),
+                "pk": _s(f"familiar#{account}#{address}"),
+                "kind": _s("familiar"),
+                "expires_at": _n(until),
             },
         )
-        return Throttle(1, now, locked_until)
-
-    def lock(self, key: str, until: float) -> None:
-        """Refuse logins for ``key`` until ``until`` (epoch seconds); the counter restarts."""
-        self._call(
-            "update_item",
-            Key={"pk": _s(f"throttle#{key}")},
-            UpdateExpression="SET locked_until = :u, failures = :zero, window_start = :u",
-            ExpressionAttributeValues={":u": _n(until), ":zero": _n(0)},
-        )
-
-    def clear_throttle(self, key: str) -> None:
-        """Forget the failures of ``key`` (after a successful login)."""
-        self._call("delete_item", Key={"pk": _s(f"throttle#{key}")})
 
 
 def hash_device_secret(secret: str) -> str:
@@ -324,12 +324,4 @@ def _account(kind: str, item: dict[str, Any]) -> Account:
         user_id=item["user_id"]["S"],
         secret_hash=item.get(hash_attribute, {}).get("S", ""),
         tenants=frozenset(v["S"] for v in item.get("tenants", {}).get("L", [])),
-    )
-
-
-def _throttle(item: dict[str, Any]) -> Throttle:
-    return Throttle(
-        failures=int(item.get("failures", {}).get("N", "0")),
-        window_start=float(item.get("window_start", {}).get("N", "0")),
-        locked_until=float(item.get("locked_until", {}).get("N", "0")),
     )

@@ -26,11 +26,11 @@ __all__ = [
     "parse_routes",
 ]
 
-CHANNEL_SEGMENT = re.compile(r"^[A-Za-z0-9_.:@=-]{1,128}$")
+CHANNEL_SEGMENT = re.compile(r"\A[A-Za-z0-9_.:@=-]{1,128}\Z")
 """What one channel segment may contain once filled (no '/', '+', '#', '*', '?', '$')."""
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TEMPLATE_SEGMENT = re.compile(r"^(?:[A-Za-z0-9_.:@=-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$")
+_TEMPLATE_SEGMENT = re.compile(r"\A(?:[A-Za-z0-9_.:@=-]+|\{[A-Za-z_][A-Za-z0-9_]*\})\Z")
 MAX_CHANNEL_SLASHES = 5  # tidings/<stage>/ adds 2 of AWS IoT's 7
 MAX_CHANNEL_BYTES = 226
 """AWS IoT allows 256 bytes in a topic; ``tidings/<stage>/`` takes up to 30 (stage ≤ 20)."""

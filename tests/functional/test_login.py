@@ -68,7 +68,12 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def stack():
-    limits = RateLimits(user_max_failures=3, address_max_failures=6, window_s=600, lockout_s=120)
+    limits = RateLimits(
+        account_address_max_failures=3,
+        account_hourly_max_failures=6,
+        address_max_failures=8,
+        window_s=600,
+    )
     with signin_stack(issuers=(OIDC,), limits=limits, jwks_fetch=issuer_jwks) as running:
         running.add_user("alice", "alice-password-1", ("acme",))
         running.add_user("bob", "bob-password-1")
@@ -178,32 +183,45 @@ def test_device_login(stack: SigninStack):
     assert status == 401
 
 
-def test_user_lockout_triggers_and_lifts(stack: SigninStack, clock: Clock):
+def test_one_address_fills_only_its_own_bucket_for_an_account(stack: SigninStack, clock: Clock):
     stack.add_user("erin", "erin-password-1")
     for attempt in range(3):
-        status, _, _ = stack.post(
-            password("erin", f"wrong-{attempt}"), source_ip=f"10.0.0.{attempt}"
-        )
+        status, _, _ = stack.post(password("erin", f"wrong-{attempt}"), source_ip="10.0.0.1")
         assert status == 401
-    # locked: even the right password from a fresh address is refused, with Retry-After
-    status, body, headers = stack.post(password("erin", "erin-password-1"), source_ip="10.0.1.1")
+    # that address is refused, even with the right password, with Retry-After
+    status, body, headers = stack.post(password("erin", "erin-password-1"), source_ip="10.0.0.1")
     assert (status, body["error"]) == (429, "too_many_attempts")
-    assert 1 <= int(headers["Retry-After"]) <= 120
-    # other users are not affected
-    assert stack.post(password("bob", "bob-password-1"), source_ip="10.0.1.2")[0] == 200
-    clock.now += 121
+    assert 1 <= int(headers["Retry-After"]) <= 600
+    # the owner at another address is not locked out, nor are other users
     assert stack.post(password("erin", "erin-password-1"), source_ip="10.0.1.1")[0] == 200
+    assert stack.post(password("bob", "bob-password-1"), source_ip="10.0.0.1")[0] == 200
+    clock.now += 601
+    assert stack.post(password("erin", "erin-password-1"), source_ip="10.0.0.1")[0] == 200
 
 
-def test_unknown_users_lock_out_like_known_ones(stack: SigninStack, clock: Clock):
-    for attempt in range(3):
-        stack.post(password("ghost", f"x{attempt}"), source_ip=f"10.1.0.{attempt}")
-    assert stack.post(password("ghost", "x"), source_ip="10.1.1.1")[0] == 429
-
-
-def test_address_lockout_covers_many_usernames_and_id_tokens(stack: SigninStack, clock: Clock):
-    address = "203.0.113.50"
+def test_guesses_from_unfamiliar_addresses_are_bounded_per_hour(stack: SigninStack, clock: Clock):
+    stack.add_user("fay", "fay-password-1")
+    assert stack.post(password("fay", "fay-password-1"), source_ip="10.5.0.1")[0] == 200
+    # six addresses, one wrong guess each: the account's hourly budget for strangers is spent
     for attempt in range(6):
+        assert stack.post(password("fay", "bad"), source_ip=f"10.5.1.{attempt}")[0] == 401
+    status, _, headers = stack.post(password("fay", "fay-password-1"), source_ip="10.5.2.1")
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 3600
+    # the address fay signed in from before still signs her in
+    assert stack.post(password("fay", "fay-password-1"), source_ip="10.5.0.1")[0] == 200
+    clock.now += 3601
+    assert stack.post(password("fay", "fay-password-1"), source_ip="10.5.2.1")[0] == 200
+
+
+def test_unknown_users_are_throttled_like_known_ones(stack: SigninStack, clock: Clock):
+    for attempt in range(3):
+        assert stack.post(password("ghost", f"x{attempt}"), source_ip="10.1.0.1")[0] == 401
+    assert stack.post(password("ghost", "x"), source_ip="10.1.0.1")[0] == 429
+
+
+def test_address_bucket_covers_many_usernames_and_id_tokens(stack: SigninStack, clock: Clock):
+    address = "203.0.113.50"
+    for attempt in range(8):
         status, _, _ = stack.post(password(f"spray{attempt}", "guess"), source_ip=address)
         assert status == 401
     status, _, headers = stack.post(password("bob", "bob-password-1"), source_ip=address)
@@ -211,26 +229,33 @@ def test_address_lockout_covers_many_usernames_and_id_tokens(stack: SigninStack,
     status, _, _ = stack.post({"method": "id_token", "id_token": id_token()}, source_ip=address)
     assert status == 429
     assert stack.post(password("bob", "bob-password-1"), source_ip="203.0.113.51")[0] == 200
-    clock.now += 121
+    clock.now += 601
     assert stack.post(password("bob", "bob-password-1"), source_ip=address)[0] == 200
 
 
 def test_failures_outside_the_window_do_not_accumulate(stack: SigninStack, clock: Clock):
     stack.add_user("frank", "frank-password-1")
-    for attempt in range(2):
-        stack.post(password("frank", "bad"), source_ip=f"10.2.0.{attempt}")
+    for _ in range(2):
+        stack.post(password("frank", "bad"), source_ip="10.2.0.1")
     clock.now += 601
-    for attempt in range(2):
-        stack.post(password("frank", "bad"), source_ip=f"10.2.1.{attempt}")
-    assert stack.post(password("frank", "frank-password-1"), source_ip="10.2.2.1")[0] == 200
+    for _ in range(2):
+        stack.post(password("frank", "bad"), source_ip="10.2.0.1")
+    assert stack.post(password("frank", "frank-password-1"), source_ip="10.2.0.1")[0] == 200
 
 
-def test_a_success_clears_the_users_failures(stack: SigninStack, clock: Clock):
+def test_a_success_gives_back_its_attempt_but_keeps_earlier_failures(
+    stack: SigninStack, clock: Clock
+):
     stack.add_user("gina", "gina-password-1")
-    for _ in range(3):
-        stack.post(password("gina", "bad"), source_ip="10.3.0.1")
-        stack.post(password("gina", "bad"), source_ip="10.3.0.1")
-        assert stack.post(password("gina", "gina-password-1"), source_ip="10.3.0.2")[0] == 200
+    # successes never fill a bucket (many users behind one address) ...
+    for _ in range(5):
+        assert stack.post(password("gina", "gina-password-1"), source_ip="10.3.0.1")[0] == 200
+    # ... and do not wipe the failures made before them: 3 per account and address
+    for _ in range(2):
+        assert stack.post(password("gina", "bad"), source_ip="10.3.0.1")[0] == 401
+    assert stack.post(password("gina", "gina-password-1"), source_ip="10.3.0.1")[0] == 200
+    assert stack.post(password("gina", "bad"), source_ip="10.3.0.1")[0] == 401
+    assert stack.post(password("gina", "gina-password-1"), source_ip="10.3.0.1")[0] == 429
 
 
 def test_a_weaker_stored_hash_is_upgraded_at_login(stack: SigninStack):

@@ -141,3 +141,23 @@ def test_upstream_and_unexpected_failures_say_nothing_internal():
     assert answer(event("{}"), Raising(UpstreamError("IoT down")))[0] == 502
     status, body = answer(event("{}"), Raising(RuntimeError("secret detail")))
     assert status == 500 and "secret detail" not in body["message"]
+
+
+@pytest.mark.parametrize(
+    "nested",
+    ["[" * 16_000 + "]" * 16_000, '{"a":' * 5_000 + "1" + "}" * 5_000],
+    ids=["lists", "objects"],
+)
+def test_deeply_nested_json_is_a_400_not_a_crash(nested):
+    assert len(nested) < 32 * 1024  # under the size limit: refused for its depth
+    status, body = answer(event(nested))
+    assert (status, body["error"]) == (400, "invalid_json")
+    assert "deeply" in body["message"]
+
+
+@pytest.mark.parametrize("username", ["alice\n", "alice\r\n", "\nalice", "al ice", "alice\x00"])
+def test_a_username_with_a_line_break_or_control_character_is_refused(username):
+    status, body = answer(
+        event(json.dumps({"method": "password", "username": username, "password": "p"}))
+    )
+    assert (status, body["error"]) == (400, "invalid_username")

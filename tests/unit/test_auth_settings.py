@@ -74,3 +74,30 @@ def test_oidc_issuers_are_parsed_with_defaults():
 
 def test_every_variable_name_lives_in_env():
     assert all(name.startswith(("TIDINGS_", "AWS_")) for name in ENV.values())
+
+
+def test_sign_in_limits_come_from_the_environment():
+    limits = AuthSettings.from_env(
+        {
+            **BASE,
+            "TIDINGS_LOGIN_ACCOUNT_ADDRESS_MAX_FAILURES": "7",
+            "TIDINGS_LOGIN_ACCOUNT_HOURLY_MAX_FAILURES": "40",
+            "TIDINGS_LOGIN_ADDRESS_MAX_FAILURES": "90",
+            "TIDINGS_LOGIN_FAILURE_WINDOW_S": "600",
+            "TIDINGS_LOGIN_KNOWN_ADDRESS_DAYS": "10",
+        }
+    ).rate_limits
+    assert (
+        limits.account_address_max_failures,
+        limits.account_hourly_max_failures,
+        limits.address_max_failures,
+        limits.window_s,
+        limits.known_address_days,
+    ) == (7, 40, 90, 600, 10)
+    assert AuthSettings.from_env(BASE).rate_limits.account_address_max_failures == 5
+
+
+@pytest.mark.parametrize("name", ["TIDINGS_LOGIN_USER_MAX_FAILURES", "TIDINGS_LOGIN_LOCKOUT_S"])
+def test_a_retired_limit_variable_fails_loudly_with_its_replacement(name):
+    with pytest.raises(ConfigurationError, match=f"{name} is no longer used; use TIDINGS_LOGIN_"):
+        AuthSettings.from_env({**BASE, name: "5"})
