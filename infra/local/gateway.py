@@ -98,9 +98,14 @@ class Gateway:
         self.connections: set[_Connection] = set()
         self.port = config.port
         self.mqtt_blocked = False
+        """While True, WebSocket upgrades are refused (503) as if a firewall blocked them."""
         self._dirty: list[_Connection] = []
         self._flush_all_scheduled = False
-        """While True, WebSocket upgrades are refused (503) as if a firewall blocked them."""
+        self.last_framed: tuple[bytes, bytes] = (b"", b"")
+        """The last MQTT packet framed for WebSocket on this gateway, and its frame: a fan-out
+        sends the same bytes object to every subscriber, so it is framed once. Per gateway:
+        each gateway runs on its own loop thread, and a cache shared between them could hand
+        one gateway's frame to the other's subscribers."""
 
     @property
     def ca_file(self) -> Path:
@@ -195,10 +200,6 @@ _READ_BUFFER = memoryview(bytearray(64 * 1024))
 """One receive buffer for every connection: the loop is single-threaded and each read is
 copied into the connection's TLS BIO at once (asyncio's default allocates 256 KiB a read)."""
 
-_last_framed: tuple[bytes, bytes] = (b"", b"")
-"""The last MQTT packet framed for WebSocket: a fan-out sends the same bytes to every
-subscriber, so it is framed once."""
-
 
 class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: TLS via memory BIOs, then HTTP, then maybe WebSocket + MQTT."""
@@ -208,6 +209,9 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.opened_at = gateway.clock()
+        self.idle_since = self.opened_at
+        """When the last response left (or the connection opened): the start of the time a
+        client has to send its next complete request head and body."""
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = gateway._ssl_context.wrap_bio(self._incoming, self._outgoing, server_side=True)
@@ -311,14 +315,15 @@ class _Connection(asyncio.BufferedProtocol):
         again when it becomes readable, so a second packet inside one frame would wait there.
         The frames queued during one event-loop turn leave in one TLS write.
         """
-        global _last_framed
         if self._closing:
             return
-        if data is _last_framed[0]:
-            framed = _last_framed[1]
+        gateway = self.gateway
+        cached_data, cached_frame = gateway.last_framed  # one read: a consistent pair
+        if data is cached_data:
+            framed = cached_frame
         else:
             framed = ws.encode_binary(data)
-            _last_framed = (data, framed)
+            gateway.last_framed = (data, framed)
         self._pending.append(framed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -366,14 +371,33 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def check_handshake(self, now: float) -> None:
-        """Close connections that never finish TLS + HTTP (half-open floods)."""
-        if (
-            self._frames is None
-            and not self._closing
-            and (now - self.opened_at > self.gateway.config.handshake_timeout_s)
-        ):
-            log.info("closing %s: no complete request within the handshake timeout", self.peer)
+        """Close connections that never finish TLS + HTTP (half-open floods).
+
+        Without TLS the connection is dropped (there is no way to answer). After TLS, a
+        request left half-sent for ``handshake_timeout_s`` gets a 408 and an idle kept-alive
+        connection is closed cleanly: a client never loses an answer it could have had.
+        """
+        if self._frames is not None or self._closing:
+            return
+        if now - self.idle_since <= self.gateway.config.handshake_timeout_s:
+            return
+        if not self._handshaken:
+            log.info("closing %s: no TLS handshake within the handshake timeout", self.peer)
             self.abort()
+        elif self._http or self._request is not None:
+            log.info("closing %s: no complete request within the handshake timeout", self.peer)
+            self._reply(
+                error_response(
+                    408,
+                    "request_timeout",
+                    "the request head or body did not arrive in time; send it whole",
+                    [("x-amzn-ErrorType", _aws_error_type(408))],
+                    keep_alive=False,
+                ),
+                close=True,
+            )
+        else:
+            self.close("idle")
 
     # ----------------------------------------------------------------- plaintext
     def _plaintext_received(self, data: bytes) -> None:
@@ -391,6 +415,7 @@ class _Connection(asyncio.BufferedProtocol):
                                 431,
                                 "headers_too_large",
                                 "request headers exceed 16 KiB",
+                                [("x-amzn-ErrorType", _aws_error_type(431))],
                                 keep_alive=False,
                             ),
                             close=True,
@@ -403,7 +428,13 @@ class _Connection(asyncio.BufferedProtocol):
                     self._body_needed = _content_length(request)
                 except HttpError as exc:
                     self._reply(
-                        error_response(exc.status, exc.error, exc.message, keep_alive=False),
+                        error_response(
+                            exc.status,
+                            exc.error,
+                            exc.message,
+                            [("x-amzn-ErrorType", _aws_error_type(exc.status))],
+                            keep_alive=False,
+                        ),
                         close=True,
                     )
                     return
@@ -422,6 +453,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._websocket_received(leftover)
 
     def _reply(self, response: bytes, *, close: bool = False) -> None:
+        self.idle_since = self.gateway.clock()
         self._write_plain(response)
         if close:
             self.close("http response sent")
@@ -441,17 +473,25 @@ class _Connection(asyncio.BufferedProtocol):
             else:
                 raise HttpError(404, "not_found", f"no such endpoint: {request.method} {path}")
         except HttpError as exc:
-            headers = [("x-amzn-ErrorType", _aws_error_type(exc.status))]
-            self._reply(
-                error_response(
-                    exc.status,
-                    exc.error,
-                    exc.message,
-                    headers,
-                    keep_alive=request.keep_alive and exc.status != 403,
-                ),
-                close=not request.keep_alive or (exc.status == 403 and path == "/mqtt"),
-            )
+            self._refuse(request, exc)
+        except Exception:
+            # a bug, not the client's fault: still an answer rather than a dropped connection
+            log.exception("gateway: %s %s failed", request.method, path)
+            self._refuse(request, HttpError(500, "internal_failure", "the local gateway failed"))
+
+    def _refuse(self, request: Request, exc: HttpError) -> None:
+        """The JSON error answer; a refused handshake (403) also ends the connection."""
+        keep_alive = request.keep_alive and exc.status != 403 and exc.status < 500
+        self._reply(
+            error_response(
+                exc.status,
+                exc.error,
+                exc.message,
+                [("x-amzn-ErrorType", _aws_error_type(exc.status))],
+                keep_alive=keep_alive,
+            ),
+            close=not keep_alive,
+        )
 
     # ----------------------------------------------------------------- /mqtt upgrade
     def _upgrade(self, request: Request) -> None:
@@ -463,6 +503,10 @@ class _Connection(asyncio.BufferedProtocol):
         key = request.header("sec-websocket-key")
         if not key:
             raise HttpError(400, "bad_request", "missing Sec-WebSocket-Key")
+        if not _is_base64_text(key):
+            raise HttpError(
+                400, "bad_request", "Sec-WebSocket-Key must be base64 text (RFC 6455 4.1)"
+            )
         try:
             verified = verify_presigned(
                 request.method,
@@ -584,11 +628,13 @@ def _content_length(request: Request) -> int:
         raise HttpError(
             411, "length_required", "chunked bodies are not supported; send Content-Length"
         )
-    value = request.header("content-length")
-    if value is None:
+    values = request.header_values("content-length")
+    if not values:
         return 0
-    if not value.isdigit():
-        raise HttpError(400, "bad_request", "Content-Length must be a number")
+    value = values[0]
+    if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
+        # isdigit alone lets '²' through, which int() refuses
+        raise HttpError(400, "bad_request", "Content-Length must be one decimal number")
     length = int(value)
     if length > MAX_PAYLOAD_BYTES + 4096:
         raise HttpError(
@@ -599,12 +645,19 @@ def _content_length(request: Request) -> int:
     return length
 
 
+def _is_base64_text(value: str) -> bool:
+    return bool(value) and all(c.isascii() and (c.isalnum() or c in "+/=") for c in value)
+
+
 def _aws_error_type(status: int) -> str:
     return {
         400: "InvalidRequestException",
         403: "ForbiddenException",
         404: "ResourceNotFoundException",
         405: "MethodNotAllowedException",
+        408: "RequestTimeoutException",
+        411: "LengthRequiredException",
+        431: "RequestHeaderFieldsTooLargeException",
         413: "RequestEntityTooLargeException",
         503: "ServiceUnavailableException",
     }.get(status, "InternalFailureException")

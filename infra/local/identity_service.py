@@ -29,6 +29,7 @@ credential mint, so what the login Lambda attached is what the gateway enforces.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -114,6 +115,10 @@ class IdentityServiceConfig:
     state_dir: Path | None = None
     """If set, the signing key and the identity map survive restarts (``identity/`` in it)."""
     issuer: str = COGNITO_ISSUER
+    request_timeout_s: float = 10.0
+    """How long a client may stall mid-request (a body shorter than its Content-Length, a
+    half-sent head) before it gets a 400 or is dropped; also a kept-alive connection's idle
+    time."""
 
 
 @dataclass
@@ -501,8 +506,10 @@ class IdentityService:
             try:
                 session_policy = json.loads(params["Policy"])
                 validate_policy(session_policy)
-            except (ValueError, PolicyError) as exc:
-                raise IdentityError("MalformedPolicyDocument", str(exc)) from None
+            except (ValueError, RecursionError, PolicyError) as exc:
+                raise IdentityError(
+                    "MalformedPolicyDocument", str(exc) or "The session policy nests too deeply."
+                ) from None
         lifetime = min(float(duration), self.config.credential_lifetime_s)
         credential = self._mint(claims["sub"], pool.pool_id, role_arn, session_policy, lifetime)
         role_name = role_arn.rsplit("/", 1)[-1]
@@ -571,9 +578,36 @@ _SIGNATURE_CODES = {
 _DEVELOPER_OPERATIONS = {"GetOpenIdTokenForDeveloperIdentity", "LookupDeveloperIdentity"}
 
 
+_HTTP_ERROR_TYPES = {
+    400: "BadRequestException",
+    404: "ResourceNotFoundException",
+    405: "MethodNotAllowedException",
+    408: "RequestTimeoutException",
+    411: "LengthRequiredException",
+    413: "RequestEntityTooLargeException",
+    414: "RequestUriTooLongException",
+    431: "RequestHeaderFieldsTooLargeException",
+}
+"""HTTP-level refusals (before an operation is known), in Cognito's JSON error shape."""
+
+
+class _BadRequest(Exception):
+    """A request refused before it reaches an operation: status, ``__type``, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.service.config.request_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -587,14 +621,69 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _json(self, status: int, data: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), "application/x-amz-json-1.1", headers)
 
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer ``{"__type", "message"}`` and close: the rest of the stream is not trusted."""
+        self.close_connection = True
+        self._json(
+            status,
+            {"__type": code, "message": message},
+            {"x-amzn-ErrorType": code, "Connection": "close"},
+        )
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, headers, method, version) as JSON 4xx.
+
+        An unknown method (http.server's 501) is a 405 and an unsupported HTTP version (505)
+        a 400: nothing a client sends makes this service answer 5xx.
+        """
+        if not str(self.request_version).startswith("HTTP/1."):
+            # a request line too broken to name a version: answer as HTTP/1.1 (http.server
+            # would fall back to HTTP/0.9 and send the body without a status line)
+            self.request_version = "HTTP/1.1"
+        status = {501: 405, 505: 400}.get(code, code)
+        if status >= 500:
+            status = 400
+        text = message or explain or "The request is malformed."
+        if code == 501:
+            text = f"{self.command!r} is not supported: send POST (API calls) or GET (keys)."
+        elif code == 505:
+            text = "Send HTTP/1.1 (or HTTP/1.0)."
+        self._refuse(status, _HTTP_ERROR_TYPES.get(status, "BadRequestException"), text)
+
+    def parse_request(self) -> bool:
+        """http.server's parser, plus a 400 for a blank request line (it closed silently)."""
+        if not str(getattr(self, "raw_requestline", b"x"), "iso-8859-1").split():
+            self.command, self.request_version, self.requestline = "", "HTTP/1.1", ""
+            self.send_error(400, "The request line is empty: send 'METHOD /path HTTP/1.1'.")
+            return False
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        """One request; an answer even when handling it fails (never a silent drop)."""
+        try:
+            super().handle_one_request()
+        except TimeoutError:
+            self.close_connection = True
+        except Exception:
+            log.exception("identity service: unhandled error")
+            self.close_connection = True
+            with contextlib.suppress(Exception):
+                self._refuse(500, "InternalErrorException", "The local identity service failed.")
+
     def do_GET(self) -> None:
         service = self.server.service
         path = urlsplit(self.path).path
+        try:
+            self._read_body()  # ignored, but read: the next request on the connection follows it
+        except _BadRequest as exc:
+            self._refuse(exc.status, exc.code, exc.message)
+            return
         if path == "/.well-known/jwks_uri":
             self._send(200, json.dumps(service.jwks()).encode(), "application/json")
         elif path == "/.well-known/openid-configuration":
@@ -617,18 +706,57 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"error":"not_found","message":"No such path."}', "application/json")
 
+    def _read_body(self) -> bytes:
+        if (self.headers.get("Transfer-Encoding") or "").strip().lower() not in ("", "identity"):
+            raise _BadRequest(
+                411, "LengthRequiredException", "Send the body with a Content-Length, not chunked."
+            )
+        values = self.headers.get_all("Content-Length") or []
+        text = values[0].strip() if values else "0"
+        if len(set(values)) > 1 or not (text.isascii() and text.isdigit()):
+            raise _BadRequest(
+                400,
+                "SerializationException",
+                "Content-Length must be one non-negative decimal number.",
+            )
+        length = int(text)
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest(
+                413, "InvalidParameterException", f"The body exceeds {MAX_BODY_BYTES} bytes."
+            )
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            body = b""
+        if len(body) != length:
+            raise _BadRequest(
+                400,
+                "SerializationException",
+                f"The body ended after {len(body)} of the {length} bytes of its Content-Length.",
+            )
+        return body
+
     def do_POST(self) -> None:
         request_id = str(uuid.uuid4())
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._json(413, {"__type": "InvalidParameterException", "message": "Too large."})
+        try:
+            body = self._read_body()
+        except _BadRequest as exc:
+            self._refuse(exc.status, exc.code, exc.message)
             return
-        body = self.rfile.read(length)
         target = self.headers.get("X-Amz-Target", "")
         if target.startswith(TARGET_PREFIX):
             self._cognito(target[len(TARGET_PREFIX) :], body, request_id)
         else:
             self._sts(body, request_id)
+
+    def _method_not_allowed(self) -> None:
+        self._refuse(
+            405,
+            "MethodNotAllowedException",
+            f"{self.command} is not supported: send POST (API calls) or GET (keys).",
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
 
     def _cognito(self, operation: str, body: bytes, request_id: str) -> None:
         service = self.server.service
@@ -636,8 +764,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 request = json.loads(body or b"{}")
-            except ValueError:
-                raise IdentityError("SerializationException", "The body is not JSON.") from None
+            except (ValueError, RecursionError):
+                raise IdentityError(
+                    "SerializationException",
+                    "The body is not a JSON document (or nests too deeply).",
+                ) from None
             if not isinstance(request, dict):
                 raise IdentityError("SerializationException", "The body must be an object.")
             if operation in _DEVELOPER_OPERATIONS:

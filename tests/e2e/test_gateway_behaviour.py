@@ -79,30 +79,6 @@ def test_refused_subscription_codes(gateway: Gateway):
     assert v3.subscribe(stranger).reason_codes == [0x80]
 
 
-def test_connect_as_foreign_client_id_refused_v311(gateway: Gateway):
-    identity = new_identity(gateway.credentials)
-    client = raw(gateway, identity, level=4)
-    ack = client.connect("someone-else")
-    assert ack.reason_code == 5  # 3.1.1: not authorized
-    assert client.is_closed()
-
-
-def test_websocket_refused_without_or_with_bad_signature(gateway: Gateway):
-    identity = new_identity(gateway.credentials)
-    unsigned = RawClient(gateway.port, gateway.ca_file, None, path="/mqtt")
-    assert unsigned.status == 403
-    assert set(json.loads(unsigned.body)) >= {"error", "message"}
-    from tests.support.real_clients import presigned_mqtt_path
-
-    path = presigned_mqtt_path(identity, gateway.port)
-    tampered = path.replace("X-Amz-Signature=", "X-Amz-Signature=0")[: len(path)]
-    bad = RawClient(gateway.port, gateway.ca_file, None, path=tampered)
-    assert bad.status == 403
-    assert json.loads(bad.body)["error"] in {"signature_mismatch", "malformed"}
-    wrong_region = presigned_mqtt_path(identity, gateway.port).replace("us-east-1", "eu-west-1")
-    assert RawClient(gateway.port, gateway.ca_file, None, path=wrong_region).status == 403
-
-
 # ------------------------------------------------------------------ QoS, wildcards, retained
 def test_qos2_refused(gateway: Gateway):
     v5, me = connected(gateway, suffix="q5")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import jwt
@@ -305,3 +307,128 @@ def test_identities_and_keys_survive_a_restart_with_a_state_dir(tmp_path):
             IdentityId=answer["IdentityId"],
             Logins={"cognito-identity.amazonaws.com": answer["Token"]},
         )
+
+
+# --- malformed requests: a 4xx in the service's error shape, never a drop, hang or 5xx -----
+
+
+def raw_exchange(service: IdentityServiceThread, request: bytes, timeout: float = 15.0) -> bytes:
+    """Send ``request`` on a fresh socket; everything the service answers until it closes."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+
+
+def parsed(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one raw HTTP/1.1 answer."""
+    assert answer, "the service closed the connection without an answer"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1."), lines[0]
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+def cognito_post(body: bytes, content_length: str | None = None, target: str = "GetId") -> bytes:
+    length = str(len(body)) if content_length is None else content_length
+    return (
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\n"
+        + f"X-Amz-Target: AWSCognitoIdentityService.{target}\r\n".encode()
+        + f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+
+
+def assert_cognito_error(answer: bytes, status: int, code: str | None = None) -> dict[str, str]:
+    got, headers, body = parsed(answer)
+    assert got == status, answer[:300]
+    error = json.loads(body)
+    assert set(error) == {"__type", "message"} and error["message"], error
+    assert headers.get("x-amzn-errortype") == error["__type"]
+    if code is not None:
+        assert error["__type"] == code, error
+    return dict(error)
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " ", "²", "12, 12"])
+def test_a_malformed_content_length_gets_a_400(service, length):
+    answer = raw_exchange(service, cognito_post(b"{}", content_length=length))
+    assert_cognito_error(answer, 400, "SerializationException")
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_gets_serialization_exception(service):
+    for body in (b"[" * 100_000, b'{"IdentityPoolId": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"):
+        answer = raw_exchange(service, cognito_post(body))
+        assert_cognito_error(answer, 400, "SerializationException")
+
+
+def test_a_body_that_is_not_json_gets_serialization_exception(service):
+    for body in (b"{not json", b"\xff\xfe", b'"a string"', b"[]"):
+        assert_cognito_error(
+            raw_exchange(service, cognito_post(body)), 400, "SerializationException"
+        )
+
+
+@pytest.fixture(scope="module")
+def impatient_service():
+    with IdentityServiceThread(config(request_timeout_s=0.5), CredentialStore()) as running:
+        yield running
+
+
+def test_a_body_shorter_than_its_content_length_gets_a_400_not_a_hang(impatient_service):
+    with socket.create_connection(("127.0.0.1", impatient_service.port), timeout=15) as sock:
+        sock.sendall(cognito_post(b"{}", content_length="100"))  # then nothing more
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    error = assert_cognito_error(answer, 400, "SerializationException")
+    assert "Content-Length" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 405),  # http.server said 501
+        (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400),  # http.server said 505
+        (b"garbage\r\n\r\n", 400),  # http.server answered without a status line
+        (b"\x1c\r\n\r\n", 400),  # http.server closed without an answer
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
+    ],
+)
+def test_http_level_refusals_are_json_4xx(service, request_bytes, status):
+    assert_cognito_error(raw_exchange(service, request_bytes), status)
+
+
+def test_a_session_policy_nested_too_deeply_is_malformed_not_a_dropped_connection(service):
+    answer = token_for(service, "u-deep-policy")
+    policy = "[" * 1020 + "]" * 1020  # within STS's 2048 characters
+    body = urlencode(
+        {
+            "Action": "AssumeRoleWithWebIdentity",
+            "Version": "2011-06-15",
+            "RoleArn": ROLE,
+            "RoleSessionName": "deep",
+            "WebIdentityToken": answer["Token"],
+            "Policy": policy,
+        }
+    ).encode()
+    request = (
+        b"POST / HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    status, headers, reply = parsed(raw_exchange(service, request))
+    assert status == 400, reply
+    assert headers["content-type"] == "text/xml"
+    assert b"<Code>MalformedPolicyDocument</Code>" in reply
