@@ -15,10 +15,23 @@ A cursor whose next change is past the retention, beyond the head, or from anoth
 410 ``{"error": "cursor_expired", "message", "head", "epoch"}``. The caller is the Cognito
 identity in ``requestContext.identity.cognitoIdentityId`` and is authorised with the same
 rules as the MQTT topics (:func:`auth.access.may_read`).
+
+A poll that would wait (``wait`` > 0 and nothing after the cursor yet) first takes a
+long-poll lease (:mod:`backend.poll_leases`): one waiting poll per identity and channel, and
+at most ``TIDINGS_MAX_WAITS_PER_IDENTITY`` per identity. Without one it is answered at once
+with 429 ``{"error": "too_many_waits", "message"}`` and ``Retry-After`` (seconds).
+
+Input is checked strictly: ``after``, ``limit`` and ``epoch`` are ASCII decimal digits,
+``wait`` is ASCII digits with an optional fraction (``str.isdigit`` and ``float`` would take
+``²`` or ``٣``). The channel comes from ``pathParameters``, which API Gateway has already
+percent-decoded once, and is not decoded again (``%252F`` is the literal text ``%2F``,
+which no channel segment allows); only the ``path`` fallback, still encoded, is decoded once.
+Every refusal is a 4xx ``{"error", "message"}``.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,16 +43,19 @@ from backend.attribute_values import JsonValue, dumps
 from backend.change_store import ChangeStore, Head
 from backend.errors import (
     BadRequest,
+    ConfigurationError,
     CursorExpired,
     Forbidden,
     MethodNotAllowed,
     NotFound,
     RequestError,
     StoreError,
+    TooManyWaits,
     Unavailable,
 )
+from backend.poll_leases import Lease, PollLeases, Refused
 from backend.routes import CHANNEL_SEGMENT, MAX_CHANNEL_SLASHES, Route
-from backend.settings import Settings
+from backend.settings import ENV_POLL_LEASES_TABLE, Settings
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -61,6 +77,8 @@ POLL_INTERVAL_S = 0.25
 MAX_BODY_BYTES = 5 * 1024 * 1024  # Lambda's response limit is 6 MB
 MAX_TOPIC_BYTES = 256
 _CHANGES_PARAMETERS = {"after", "limit", "wait", "epoch"}
+_WHOLE_NUMBER = re.compile(r"\A[0-9]{1,18}\Z")  # ASCII only: str.isdigit() takes "²"
+_SECONDS = re.compile(r"\A[0-9]{1,6}(?:\.[0-9]{1,6})?\Z")  # float() takes "٣" and "1_0"
 
 
 @dataclass(frozen=True)
@@ -121,14 +139,19 @@ def parse_request(
 
 
 def _channel_path(event: Mapping[str, Any]) -> str:
+    """The channel part of the path, percent-decoded exactly once.
+
+    API Gateway REST decodes path parameters once before it builds the proxy event, so
+    ``pathParameters`` is used as it comes; ``path`` (only a fallback) is still encoded.
+    """
     parameters = event.get("pathParameters") or {}
-    raw = parameters.get("channel") or parameters.get("proxy")
-    if raw is None:
+    decoded = parameters.get("channel") or parameters.get("proxy")
+    if decoded is None:
         path = str(event.get("path") or "")
         if not path.startswith(PATH_PREFIX):
             raise NotFound(f"no such path {path!r}; channels live under {PATH_PREFIX}")
-        raw = path[len(PATH_PREFIX) :]
-    return unquote(str(raw)).strip("/")
+        decoded = unquote(path[len(PATH_PREFIX) :])
+    return str(decoded).strip("/")
 
 
 def _check_channel(channel: str, routes: Sequence[Route], topic_prefix: str) -> Route:
@@ -166,8 +189,10 @@ def _integer(
     text = params.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 18:
-        raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}")
+    if not _WHOLE_NUMBER.match(text):
+        raise BadRequest(
+            f"{name} must be a whole number written with the digits 0-9, not {text[:40]!r}"
+        )
     value = int(text)
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
@@ -179,11 +204,13 @@ def _seconds(params: Mapping[str, str], name: str) -> float:
     text = params.get(name)
     if text is None:
         return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be a number of seconds, not {text[:40]!r}") from None
-    if not 0 <= value <= MAX_WAIT_S:  # also rejects nan
+    if not _SECONDS.match(text):
+        raise BadRequest(
+            f"{name} must be a number of seconds written with the digits 0-9 "
+            f"(like 20 or 2.5), not {text[:40]!r}"
+        )
+    value = float(text)
+    if not 0 <= value <= MAX_WAIT_S:
         raise BadRequest(f"{name} must be between 0 and {MAX_WAIT_S:g} seconds, not {text!r}")
     return value
 
@@ -202,9 +229,12 @@ class ChannelsApi:
         sleep: Callable[[float], None] = time.sleep,
         poll_interval_s: float = POLL_INTERVAL_S,
         logger: Any = None,
+        leases: PollLeases | None = None,
     ) -> None:
-        """``tenants`` maps an identity id to the tenants it belongs to."""
+        """``tenants`` maps an identity id to the tenants it belongs to; ``leases`` bounds the
+        waiting polls (None: unbounded, for tests of other parts only)."""
         self.routes = tuple(routes)
+        self.leases = leases
         self.store = store
         self.tenants = tenants
         self.topic_prefix = topic_prefix
@@ -224,8 +254,20 @@ class ChannelsApi:
         def dynamodb() -> Any:
             return aws_clients.client("dynamodb")
 
+        if not settings.poll_leases_table:
+            raise ConfigurationError(
+                f"{ENV_POLL_LEASES_TABLE} is required by the channels API: it holds the "
+                "long-poll leases that keep one identity from holding every execution"
+            )
         store = ChangeStore(
             dynamodb, settings.sequence_table, settings.change_log_table, settings.retention_s
+        )
+        logger = make_logger("tidings-channels-api")
+        leases = PollLeases(
+            dynamodb,
+            settings.poll_leases_table,
+            settings.max_waits_per_identity,
+            logger=logger,
         )
         tenants: Callable[[str], frozenset[str]]
         if settings.users_table:
@@ -237,7 +279,8 @@ class ChannelsApi:
             store,
             tenants,
             topic_prefix=settings.topic_prefix,
-            logger=make_logger("tidings-channels-api"),
+            logger=logger,
+            leases=leases,
         )
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,7 +295,7 @@ class ChannelsApi:
                 body = self._changes(request)
             return _response(200, body)
         except RequestError as exc:
-            return _response(exc.STATUS, dumps(exc.body()))
+            return _response(exc.STATUS, dumps(exc.body()), exc.headers())
         except Exception:
             if self.logger is not None:
                 self.logger.exception("channels API request failed")
@@ -280,15 +323,54 @@ class ChannelsApi:
             raise Unavailable(str(exc)) from exc
 
     def _changes(self, request: ChannelsRequest) -> str:
-        channel, after = request.channel, request.after
-        head = self._head(channel)
+        head = self._head(request.channel)
+        if request.wait_s > 0 and _nothing_new(request, head):
+            lease = self._take_lease(request)
+            try:
+                head = self._wait(request, head)
+            finally:
+                if lease is not None and self.leases is not None:
+                    self.leases.release(lease)
+        return self._answer(request, head)
+
+    def _take_lease(self, request: ChannelsRequest) -> Lease | None:
+        """The long-poll lease this wait needs (None without a lease store); raises
+        :class:`TooManyWaits` when the identity has no slot left."""
+        if self.leases is None:
+            return None
+        try:
+            lease = self.leases.acquire(request.identity_id, request.channel, request.wait_s)
+        except StoreError as exc:
+            raise Unavailable(f"the long-poll slots could not be read: {exc}") from exc
+        if isinstance(lease, Refused):
+            seconds = lease.retry_after_s
+            if lease.reason == "channel":
+                message = (
+                    f"you already have a waiting poll on {request.channel}; it answers as soon "
+                    f"as a change arrives. Read without wait, or long-poll again in {seconds} s"
+                )
+            else:
+                message = (
+                    f"you already have {lease.limit} waiting polls open, the most one identity "
+                    f"may hold; wait for one to answer, read without wait, or long-poll again "
+                    f"in {seconds} s"
+                )
+            raise TooManyWaits(message, retry_after_s=seconds)
+        return lease
+
+    def _wait(self, request: ChannelsRequest, head: Head) -> Head:
+        """Re-read the head until something arrives after the cursor or the wait is over."""
         deadline = self._clock() + request.wait_s
-        while head.seq == after and (request.epoch in (None, head.epoch)):
+        while _nothing_new(request, head):
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
             self._sleep(min(self.poll_interval_s, remaining))
-            head = self._head(channel)
+            head = self._head(request.channel)
+        return head
+
+    def _answer(self, request: ChannelsRequest, head: Head) -> str:
+        channel, after = request.channel, request.after
         if request.epoch is not None and request.epoch != head.epoch:
             raise CursorExpired(
                 f"the cursor is from epoch {request.epoch}; {channel} is at epoch {head.epoch}: "
@@ -330,16 +412,25 @@ class ChannelsApi:
         return _changes_body(channel, head, texts, last)
 
 
+def _nothing_new(request: ChannelsRequest, head: Head) -> bool:
+    """True while a poll has nothing to answer yet (same epoch, nothing after the cursor)."""
+    return head.seq == request.after and request.epoch in (None, head.epoch)
+
+
 def _changes_body(channel: str, head: Head, envelopes: list[str], last: int) -> str:
     prefix = dumps({"channel": channel, "epoch": head.epoch, "head": head.seq})[:-1]
     more = "true" if last < head.seq else "false"
     return f'{prefix},"changes":[{",".join(envelopes)}],"next":{last},"more":{more}}}'
 
 
-def _response(status: int, body: str) -> dict[str, Any]:
+def _response(status: int, body: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "headers": {
+            "Content-Type": "application/json",
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        },
         "body": body,
         "isBase64Encoded": False,
     }

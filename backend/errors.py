@@ -13,7 +13,8 @@
         ├── Unavailable         503 unavailable      a DynamoDB read failed; try again
         ├── NotFound            404 not_found        no such API path
         ├── MethodNotAllowed    405 method_not_allowed
-        └── CursorExpired       410 cursor_expired   older than the retention or another epoch
+        ├── CursorExpired       410 cursor_expired   older than the retention or another epoch
+        └── TooManyWaits        429 too_many_waits   no long-poll slot free (``Retry-After``)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "RequestError",
     "StoreError",
     "TidingsBackendError",
+    "TooManyWaits",
     "Unavailable",
 ]
 
@@ -70,6 +72,10 @@ class RequestError(TidingsBackendError):
     def body(self) -> dict[str, Any]:
         """The JSON body: ``{"error", "message"}`` plus any extra fields."""
         return {"error": self.CODE, "message": self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response carries besides the content type (none by default)."""
+        return {}
 
 
 class BadRequest(RequestError):
@@ -114,3 +120,21 @@ class CursorExpired(RequestError):
         super().__init__(message, head=head, epoch=epoch)
         self.head = head
         self.epoch = epoch
+
+
+class TooManyWaits(RequestError):
+    """The identity already holds every long-poll slot it may (429, with ``Retry-After``).
+
+    ``retry_after_s`` (whole seconds, at least 1) is when a slot is expected to be free.
+    """
+
+    STATUS = 429
+    CODE = "too_many_waits"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after_s)}

@@ -16,6 +16,8 @@ from backend.errors import ConfigurationError
 __all__ = [
     "ENV_CHANGE_LOG_TABLE",
     "ENV_INLINE_LIMIT_BYTES",
+    "ENV_MAX_WAITS_PER_IDENTITY",
+    "ENV_POLL_LEASES_TABLE",
     "ENV_PUBLISH_CONCURRENCY",
     "ENV_RETENTION_S",
     "ENV_ROUTES_FILE",
@@ -33,6 +35,8 @@ ENV_TABLE_PREFIX = "TIDINGS_TABLE_"
 ENV_CHANGE_LOG_TABLE = "TIDINGS_TABLE_CHANGELOGTABLE"
 ENV_SEQUENCE_TABLE = "TIDINGS_TABLE_SEQUENCETABLE"
 ENV_USERS_TABLE = "TIDINGS_TABLE_USERSTABLE"
+ENV_POLL_LEASES_TABLE = "TIDINGS_TABLE_POLLLEASESTABLE"
+ENV_MAX_WAITS_PER_IDENTITY = "TIDINGS_MAX_WAITS_PER_IDENTITY"
 ENV_RETENTION_S = "TIDINGS_RETENTION_S"
 ENV_INLINE_LIMIT_BYTES = "TIDINGS_INLINE_LIMIT_BYTES"
 ENV_ROUTES_FILE = "TIDINGS_ROUTES_FILE"
@@ -45,6 +49,8 @@ MAX_IOT_PAYLOAD_BYTES = 128 * 1024
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_PUBLISH_CONCURRENCY = 64
 DEFAULT_PUBLISH_WINDOW = 8
+DEFAULT_MAX_WAITS_PER_IDENTITY = 4
+MAX_WAITS_PER_IDENTITY_LIMIT = 64
 
 
 def table_env_name(logical_id: str) -> str:
@@ -66,6 +72,11 @@ class Settings:
     publish_window: int = DEFAULT_PUBLISH_WINDOW
     """Publishes of one channel in flight at once, started in ``seq`` order (1: one by one)."""
     users_table: str | None = None
+    poll_leases_table: str | None = None
+    """The long-poll leases table (``backend.poll_leases``); the channels API requires it."""
+    max_waits_per_identity: int = DEFAULT_MAX_WAITS_PER_IDENTITY
+    """Waiting polls (``wait`` > 0) one identity may hold open at once, over all channels
+    (``TIDINGS_MAX_WAITS_PER_IDENTITY``, 1 to 64); one per channel in any case."""
     tables: Mapping[str, str] = field(default_factory=dict)
     """Source tables: upper-cased logical id → physical table name."""
 
@@ -85,6 +96,10 @@ class Settings:
             raise ConfigurationError(f"{ENV_PUBLISH_CONCURRENCY} must be between 1 and 256")
         if not 1 <= self.publish_window <= 64:
             raise ConfigurationError(f"{ENV_PUBLISH_WINDOW} must be between 1 and 64")
+        if not 1 <= self.max_waits_per_identity <= MAX_WAITS_PER_IDENTITY_LIMIT:
+            raise ConfigurationError(
+                f"{ENV_MAX_WAITS_PER_IDENTITY} must be between 1 and {MAX_WAITS_PER_IDENTITY_LIMIT}"
+            )
 
     @property
     def topic_prefix(self) -> str:
@@ -99,7 +114,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build the settings; a missing or malformed variable fails here, naming it."""
         env = os.environ if environ is None else environ
-        own = {ENV_CHANGE_LOG_TABLE, ENV_SEQUENCE_TABLE, ENV_USERS_TABLE}
+        own = {ENV_CHANGE_LOG_TABLE, ENV_SEQUENCE_TABLE, ENV_USERS_TABLE, ENV_POLL_LEASES_TABLE}
         tables = {
             name[len(ENV_TABLE_PREFIX) :]: value
             for name, value in env.items()
@@ -115,6 +130,10 @@ class Settings:
             publish_concurrency=_integer(env, ENV_PUBLISH_CONCURRENCY, DEFAULT_PUBLISH_CONCURRENCY),
             publish_window=_integer(env, ENV_PUBLISH_WINDOW, DEFAULT_PUBLISH_WINDOW),
             users_table=env.get(ENV_USERS_TABLE) or None,
+            poll_leases_table=env.get(ENV_POLL_LEASES_TABLE) or None,
+            max_waits_per_identity=_integer(
+                env, ENV_MAX_WAITS_PER_IDENTITY, DEFAULT_MAX_WAITS_PER_IDENTITY
+            ),
             tables=tables,
         )
 

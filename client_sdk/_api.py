@@ -13,6 +13,14 @@ from client_sdk._session import CredentialSource
 __all__ = ["ChannelsApi"]
 
 
+def _retry_after(headers: Any) -> float | None:
+    """``Retry-After`` in seconds (1 to 300), or None when absent or not a number of seconds."""
+    text = str(headers.get("retry-after") or "").strip()
+    if not text.isascii() or not text.isdigit():
+        return None
+    return float(min(300, max(1, int(text))))
+
+
 class ChannelsApi:
     """``head`` and ``changes`` of a channel, as the signed-in identity."""
 
@@ -75,7 +83,9 @@ class ChannelsApi:
                 raise AccessDenied(message)
             if response.status in (400, 404):
                 raise BadRequest(message)
-            raise ServiceUnavailable(message)
+            raise ServiceUnavailable(
+                message, _retry_after(response.headers), str(body.get("error") or "")
+            )
         raise ServiceUnavailable("the API kept refusing fresh credentials")  # pragma: no cover
 
     @staticmethod

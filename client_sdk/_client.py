@@ -4,6 +4,12 @@ All per-channel state lives on one dispatcher thread: pushed messages, fill resu
 connection events are queued to it, so ordering logic never races and the application's
 callbacks run one at a time, in ``seq`` order per channel. API calls (fills, long-polls,
 subscriptions) run on a small worker pool and report back through the same queue.
+
+A fill the API refuses with ``Retry-After`` (503 at capacity, 429 ``too_many_waits``) is
+retried after that many seconds, not at once. ``too_many_waits`` means the identity already
+holds every long-poll slot it may (one per channel, a few in all): the channel then reads
+without waiting (no slot needed) so nothing it has is held back, and long-polls again only
+after ``Retry-After``; until then, in poll mode, it reads again only at that time.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from client_sdk._api import ChannelsApi
-from client_sdk._errors import AccessDenied, CursorExpired, TidingsError
+from client_sdk._errors import AccessDenied, CursorExpired, ServiceUnavailable, TidingsError
 from client_sdk._http import ssl_context
 from client_sdk._ordering import AwaitGap, ChannelOrder, Deliver, Fill, Lost
 from client_sdk._session import CredentialSource
@@ -100,6 +106,7 @@ class _Channel:
     early: list[Change] = field(default_factory=list)
     closed: bool = False
     delivered: int = 0
+    long_poll_at: float = 0.0  # no long-poll before then (clock time): the API said so
 
 
 class Subscription:
@@ -364,6 +371,8 @@ class Tidings:
             self._on_resubscribed(*data)
         elif kind == "gap" and not data.closed:
             self._run(data, data.order.gap_timeout())
+        elif kind == "retry" and not data.closed and data.ready:
+            self._run(data, data.order.resume())
 
     def _run(self, channel: _Channel, actions: list[Any]) -> None:
         for action in actions:
@@ -430,7 +439,8 @@ class Tidings:
         timer.start()
 
     def _start_fill(self, channel: _Channel, after: int) -> None:
-        wait = self.options.poll_wait_s if self.mode == "poll" else 0.0
+        may_wait = self.mode == "poll" and self._clock() >= channel.long_poll_at
+        wait = self.options.poll_wait_s if may_wait else 0.0
         epoch = channel.order.epoch
 
         def fetch() -> None:
@@ -464,6 +474,14 @@ class Tidings:
             if isinstance(result, AccessDenied):
                 self._run(channel, [Lost(order.cursor, order.epoch or 0, "access_denied")])
                 return
+            if isinstance(result, ServiceUnavailable) and result.retry_after is not None:
+                if result.code == "too_many_waits":
+                    # read now without waiting (no slot needed); long-poll after Retry-After
+                    channel.long_poll_at = self._clock() + result.retry_after
+                    self._run(channel, order.resume())
+                else:
+                    self._retry_later(channel, result.retry_after)
+                return
         else:
             changes = result.get("changes") or []
             self.stats["filled"] += len(changes)
@@ -474,7 +492,17 @@ class Tidings:
                 ),
             )
         if self.mode == "poll" and not order.filling:
-            self._run(channel, order.resume())
+            hold_s = channel.long_poll_at - self._clock()
+            if hold_s > 0:
+                self._retry_later(channel, hold_s)  # not a stream of reads without waiting
+            else:
+                self._run(channel, order.resume())
+
+    def _retry_later(self, channel: _Channel, delay_s: float) -> None:
+        """Resume ``channel`` (fetch after its cursor) in ``delay_s`` seconds."""
+        timer = threading.Timer(delay_s, lambda: self._events.put(("retry", channel)))
+        timer.daemon = True
+        timer.start()
 
     def _on_connected(self, transport: PushTransport) -> None:
         if transport is not self._transport:

@@ -56,4 +56,13 @@ class CursorExpired(TidingsError):
 
 
 class ServiceUnavailable(TidingsError):
-    """The endpoint did not answer, or answered with a server error."""
+    """The endpoint did not answer, or answered with a server error or a throttle.
+
+    ``retry_after`` is the seconds the service asked to wait (its ``Retry-After``), if any;
+    ``code`` its error code (``too_many_waits``: the identity holds every long-poll slot).
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.code = code

@@ -7,6 +7,13 @@ applies the stage's throttling, builds the same proxy event (with
 ``requestContext.identity.cognitoIdentityId`` for Cognito credentials) and turns the
 function's answer into the HTTP response. Errors of its own are JSON
 ``{"error", "message"}`` with API Gateway's ``x-amzn-ErrorType`` header.
+
+A function that raises, times out or answers a malformed proxy response is a 502, as on
+AWS. A function that Lambda refuses to run (throttled: its reserved concurrency, or the
+account's, is in use) is an integration failure: API Gateway REST answers it with a bare
+500 "Internal server error" (Lambda's 429 is never passed on), unless the API customises the
+``INTEGRATION_FAILURE`` (or else ``DEFAULT_5XX``) gateway response, which the template does
+and this gateway honours (:class:`~infra.local.template_model.GatewayResponse`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,7 +35,9 @@ from urllib.parse import parse_qsl, unquote
 
 from infra.local.credential_store import CredentialStore, StoredCredential
 from infra.local.iam_policy import is_allowed
+from infra.local.lambda_runtime import THROTTLED
 from infra.local.sigv4 import SignatureError, verify_authorization_header
+from infra.local.template_model import GatewayResponse
 
 __all__ = ["ApiGateway", "ApiRoute", "Throttle"]
 
@@ -117,8 +126,11 @@ class ApiGateway:
         stage: str = "dev",
         port: int = 0,
         throttle: Throttle | None = None,
+        gateway_responses: Mapping[str, GatewayResponse] | None = None,
     ) -> None:
+        """``gateway_responses``: the API's customised gateway responses by response type."""
         self.routes = list(routes)
+        self.gateway_responses = dict(gateway_responses or {})
         self.credentials = credentials
         self.region = region
         self.account_id = account_id
@@ -236,6 +248,9 @@ class ApiGateway:
         try:
             result = route.invoke(event)
         except Exception as exc:
+            if getattr(exc, "error_type", None) == THROTTLED:
+                log.info("%s %s: the function was throttled: %s", method, decoded, exc)
+                return self._integration_failure()
             log.warning("%s %s: integration failed: %s", method, decoded, exc)
             return _error(
                 502,
@@ -244,6 +259,22 @@ class ApiGateway:
                 "the function failed; see its log for the error",
             )
         return _proxy_response(result)
+
+    def _integration_failure(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        """What API Gateway answers when Lambda refuses the invocation (throttled)."""
+        custom = self.gateway_responses.get("INTEGRATION_FAILURE") or self.gateway_responses.get(
+            "DEFAULT_5XX"
+        )
+        status, headers, body = _error(
+            500, "InternalServerErrorException", "internal_server_error", "Internal server error"
+        )
+        if custom is None:
+            return status, headers, body
+        headers = [("Content-Type", "application/json")]
+        headers.append(("x-amzn-ErrorType", "InternalServerErrorException"))
+        headers.extend(custom.headers.items())
+        data = custom.body.encode() if custom.body is not None else body
+        return custom.status_code or status, headers, data
 
     def _event(
         self,

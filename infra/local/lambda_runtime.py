@@ -3,8 +3,15 @@
 A function runs as on AWS: its own process with the environment variables the template gives
 it and the credentials of its execution role (so the local services enforce the role's
 policies), invoked with a JSON event and answering with a JSON result. A :class:`FunctionPool`
-keeps warm workers and starts more, up to the function's concurrency, when invocations
-overlap (a long-poll holds a worker for its whole wait, as on AWS).
+keeps warm workers and starts more when invocations overlap (a long-poll holds a worker for
+its whole wait, as on AWS).
+
+Concurrency is limited as Lambda limits it. A function with reserved concurrency runs at most
+that many invocations at once; functions without one share the account's unreserved pool
+(a :class:`ConcurrencyLimit` given to each of their pools). An invocation beyond its limit is
+not queued: it fails at once with ``TooManyRequestsException``, as Lambda throttles a
+synchronous invoke (the caller decides: API Gateway answers its integration-failure
+response, an event source mapping retries the batch later).
 """
 
 from __future__ import annotations
@@ -22,13 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FunctionError", "FunctionPool", "FunctionSpec"]
+__all__ = ["THROTTLED", "ConcurrencyLimit", "FunctionError", "FunctionPool", "FunctionSpec"]
 
 ROOT = Path(__file__).resolve().parents[2]
+THROTTLED = "TooManyRequestsException"
+"""``FunctionError.error_type`` of an invocation refused for lack of concurrency."""
 
 
 class FunctionError(RuntimeError):
-    """The handler raised, timed out, or its worker died; the message says which."""
+    """The handler raised, timed out, or its worker died, or the invocation was throttled
+    (``error_type`` :data:`THROTTLED`: the function never ran); the message says which."""
 
     def __init__(self, function: str, error_type: str, message: str) -> None:
         super().__init__(f"{function}: {error_type}: {message}")
@@ -47,6 +57,44 @@ class FunctionSpec:
     timeout_s: float = 30.0
     memory_mb: int = 256
     max_concurrency: int = 8
+    """The function's reserved concurrency; used when its pool is given no shared limit."""
+
+
+class ConcurrencyLimit:
+    """Executions in flight against a limit; :meth:`try_acquire` never waits (Lambda throttles).
+
+    One per function with reserved concurrency, and one (the account's unreserved pool)
+    shared by every function without.
+    """
+
+    def __init__(self, limit: int, name: str = "its reserved concurrency") -> None:
+        """``name`` says which limit it is in a throttle's message."""
+        if limit < 0:
+            raise ValueError("a concurrency limit cannot be negative")
+        self.limit = limit
+        self.name = name
+        self._in_use = 0
+        self._lock = threading.Lock()
+        self.throttles = 0
+
+    @property
+    def in_use(self) -> int:
+        """Executions running now."""
+        return self._in_use
+
+    def try_acquire(self) -> bool:
+        """Take one execution if one is free; False (and a throttle counted) otherwise."""
+        with self._lock:
+            if self._in_use >= self.limit:
+                self.throttles += 1
+                return False
+            self._in_use += 1
+            return True
+
+    def release(self) -> None:
+        """Give back an execution taken with :meth:`try_acquire`."""
+        with self._lock:
+            self._in_use -= 1
 
 
 class _Worker:
@@ -108,10 +156,14 @@ class FunctionPool:
         base_env: Mapping[str, str] | None = None,
         *,
         log: Any = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
-        """``log``: an open file for the workers' logs (default: this process's stderr)."""
+        """``log``: an open file for the workers' logs (default: this process's stderr);
+        ``concurrency``: the limit this function's invocations count against (default: its
+        own, ``spec.max_concurrency``, like a reservation)."""
         self._log = log
         self.spec = spec
+        self.concurrency = concurrency or ConcurrencyLimit(spec.max_concurrency)
         env = dict(os.environ if base_env is None else base_env)
         env.update(spec.environment)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -150,29 +202,37 @@ class FunctionPool:
 
     def _acquire(self) -> _Worker:
         with self._lock:
-            while True:
-                if self._closed:
-                    raise FunctionError(self.spec.name, "Shutdown", "the local stack is stopping")
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.alive():
-                        self._busy += 1
-                        return worker
-                if self._busy < self.spec.max_concurrency:
-                    self._busy += 1
-                    self.cold_starts += 1
-                    return _Worker(self.spec, self.env, self._log)
-                if not self._lock.wait(timeout=self.spec.timeout_s):
-                    raise FunctionError(
-                        self.spec.name, "TooManyRequestsException", "reserved concurrency exhausted"
-                    )
+            if self._closed:
+                raise FunctionError(self.spec.name, "Shutdown", "the local stack is stopping")
+            if not self.concurrency.try_acquire():
+                limit = self.concurrency
+                raise FunctionError(
+                    self.spec.name,
+                    THROTTLED,
+                    f"Rate Exceeded: all of {limit.name} ({limit.limit}) is in use",
+                )
+            self._busy += 1
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    return worker
+            self.cold_starts += 1
+        try:
+            return _Worker(self.spec, self.env, self._log)  # a cold start, outside the lock
+        except BaseException:
+            self._release(None)
+            raise
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: _Worker | None) -> None:
         with self._lock:
             self._busy -= 1
-            if worker.alive() and not self._closed:
+            self.concurrency.release()
+            if worker is None or not worker.alive():
+                return
+            if not self._closed:
                 self._idle.append(worker)
-            self._lock.notify()
+                return
+        worker.kill()  # the pool closed while it ran
 
     def close(self) -> None:
         """Stop every worker."""

@@ -7,7 +7,9 @@
    the identity pool (local Cognito Identity + STS), the IoT data plane (the gateway), the
    API's data plane (routes and their auth, stage throttling), the functions (the
    repository's own handlers, each in worker processes with its template environment and
-   credentials of its template role, so its IAM policy is enforced by the local services),
+   credentials of its template role, so its IAM policy is enforced by the local services;
+   a function's ``ReservedConcurrentExecutions`` is its limit, the others share the
+   account's unreserved concurrency, and an invocation beyond its limit is throttled),
    and the event source mappings (the stream pump, with the mapping's settings and its
    on-failure destination).
 3. The endpoints are written to ``.tidings/local.env`` for any shell or tool.
@@ -19,10 +21,12 @@ import gc
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,14 +43,15 @@ from infra.local.identity_service import (
     IdentityServiceThread,
     iot_control_plane_policies,
 )
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.lambda_runtime import ConcurrencyLimit, FunctionPool, FunctionSpec
+from infra.local.lambda_worker import ACCOUNT_ID_VARIABLE
 from infra.local.runner import GatewayThread
 from infra.local.stream_pump import MappingSettings, StreamPump
 from infra.local.streams_wire import WireStreamsClient
 from infra.local.template_model import Resolver, Template, load_template
 from infra.local.temporary_credentials import mint_temporary_credential
 
-__all__ = ["LocalStack", "StackConfig"]
+__all__ = ["LocalStack", "StackConfig", "freeze_process_heap"]
 
 log = logging.getLogger("tidings.up")
 
@@ -72,7 +77,15 @@ class StackConfig:
     """Template parameter overrides (e.g. ``RetentionSeconds``)."""
     credential_lifetime_s: float = 3600.0
     broker: BrokerConfig | None = None
-    function_concurrency: int = 8
+    account_concurrency: int = 40
+    """The account's Lambda concurrency (AWS's default quota is 1000). A function with
+    ``ReservedConcurrentExecutions`` gets exactly that many executions, carved out of it;
+    the functions without share what is left (the unreserved pool). An invocation beyond its
+    function's limit is throttled at once, as on AWS. Locally each execution is a worker
+    process, hence the small default."""
+    minimum_unreserved_concurrency: int = 10
+    """The fewest executions the reservations must leave unreserved (AWS: 100 on a 1000
+    account); the stack refuses to start otherwise, as AWS refuses such a reservation."""
     stream_poll_interval_s: float = 0.25
     """How often an idle pump asks a shard for records (Lambda polls about 4 times a second).
     moto also tells the pumps about every new record, so they read at once."""
@@ -123,6 +136,9 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
+        from infra.local.moto_fixes import check_moto_version
+
+        check_moto_version()  # before anything starts: the fixes fit one moto release
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True)
         _check_port(config.moto_port, "moto (AWS control planes)")
@@ -151,7 +167,7 @@ class LocalStack:
         self._start_pumps()
         threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
         self._write_env_file()
-        _freeze_heap()
+        self._moto.freeze_heap()  # the caller's own heap is the caller's business
 
     @property
     def gateway(self) -> Any:
@@ -226,7 +242,11 @@ class LocalStack:
         package = build_package()
         bucket, key = "tidings-local-artifacts", f"lambda/{package.sha256}.zip"
         s3 = self.client("s3")
-        s3.create_bucket(Bucket=bucket)
+        if self.config.region == "us-east-1":  # S3 refuses a constraint naming us-east-1
+            s3.create_bucket(Bucket=bucket)
+        else:
+            location = {"LocationConstraint": self.config.region}
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
         s3.put_object(Bucket=bucket, Key=key, Body=package.data)
         self.parameters = {
             **self.template.parameter_defaults(),
@@ -294,9 +314,9 @@ class LocalStack:
                 name = physical.rsplit("/", 1)[-1]
                 attributes[(logical, "Arn")] = f"arn:aws:sqs:{region}:{account}:{name}"
                 attributes[(logical, "QueueName")] = name
-                self.dead_letter_queue_url = self.dead_letter_queue_url or physical.replace(
-                    "https://sqs.us-east-1.amazonaws.com", self.moto_url
-                )
+                # moto names it https://sqs.<region>.amazonaws.com/<account>/<name>
+                path = urllib.parse.urlsplit(physical).path
+                self.dead_letter_queue_url = self.dead_letter_queue_url or self.moto_url + path
             elif kind == "AWS::Cognito::IdentityPool":
                 # moto skips identity pools: the local identity service owns this one
                 self.physical_ids[logical] = f"{region}:{uuid.uuid5(uuid.NAMESPACE_URL, logical)}"
@@ -373,6 +393,7 @@ class LocalStack:
                 "AWS_SESSION_TOKEN": credential.session_token or "",
             }
         )
+        env[ACCOUNT_ID_VARIABLE] = ACCOUNT_ID  # the worker's invoked_function_arn
         if "TIDINGS_API_URL" in env:
             env["TIDINGS_API_URL"] = self.api_url
         return env
@@ -419,19 +440,38 @@ class LocalStack:
             stage=stage,
             port=self.config.api_port,
             throttle=Throttle(rate, int(burst)),
+            gateway_responses=self.template.gateway_responses(),
         )
         self.api_url = self._api.url
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
-        for logical, function in self.template.functions().items():
+        functions = self.template.functions()
+        reserved = {
+            logical: int(resolver(function.reserved_concurrency))
+            for logical, function in functions.items()
+            if function.reserved_concurrency is not None
+        }
+        unreserved = self.config.account_concurrency - sum(reserved.values())
+        if unreserved < self.config.minimum_unreserved_concurrency:
+            raise RuntimeError(
+                f"the functions' reserved concurrency ({sum(reserved.values())}) leaves "
+                f"{unreserved} of the account's {self.config.account_concurrency} unreserved, "
+                f"below the minimum {self.config.minimum_unreserved_concurrency}: lower "
+                "the reservations or raise StackConfig.account_concurrency"
+            )
+        self.unreserved_concurrency = ConcurrencyLimit(
+            unreserved, "the account's unreserved concurrency"
+        )
+        for logical, function in functions.items():
             spec = FunctionSpec(
                 name=self.physical_ids.get(logical, logical),
                 handler=function.handler,
                 environment=self._function_env(resolver, function),
                 timeout_s=function.timeout_s,
                 memory_mb=function.memory_mb,
-                max_concurrency=function.reserved_concurrency or self.config.function_concurrency,
+                max_concurrency=reserved.get(logical, unreserved),
             )
-            pool = FunctionPool(spec, base_env, log=self._function_log())
+            shared = None if logical in reserved else self.unreserved_concurrency
+            pool = FunctionPool(spec, base_env, log=self._function_log(), concurrency=shared)
             pool.warm()
             self.functions[logical] = pool
         for method in self.template.api_methods():
@@ -558,6 +598,11 @@ class _MotoProcess:
         self.process = process
         self.port = port
 
+    def freeze_heap(self) -> None:
+        """Have moto freeze the heap start-up built (once; it answers ``FROZEN <n>``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -568,13 +613,24 @@ class _MotoProcess:
                 self.process.wait(timeout=5)
 
 
-def _freeze_heap() -> None:
-    """Move what start-up built (botocore's service models, the template, the CA, ...) out
-    of the cyclic collector's full passes, which otherwise walk it all and stall the gateway
-    and the pumps: a full pass over it took 90-240 ms in the end-to-end benchmark's process.
-    Garbage is collected first; what is created later is collected as usual."""
-    gc.collect()
-    gc.freeze()
+_process_heap_frozen = False
+
+
+def freeze_process_heap() -> None:
+    """For a process that owns the stack (``tidings up``), once, after :meth:`LocalStack.start`.
+
+    Moves what start-up built (botocore's service models, the template, the CA, ...) out of
+    the cyclic collector's full passes, which otherwise walk it all and stall the gateway and
+    the pumps: a full pass over it took 90-240 ms in the end-to-end benchmark's process.
+    Garbage is collected first; what is created later is collected as usual. ``start`` does
+    not do it: a process that only uses a stack (tests, a notebook, the demo) keeps its heap
+    as it is. Later calls do nothing.
+    """
+    global _process_heap_frozen
+    if not _process_heap_frozen:
+        gc.collect()
+        gc.freeze()
+        _process_heap_frozen = True
 
 
 def _start_moto_process(port: int, notify_port: int) -> _MotoProcess:

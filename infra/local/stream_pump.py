@@ -12,7 +12,12 @@ stream events, following the semantics of ``AWS::Lambda::EventSourceMapping``:
   (and so on down to one record); a success returns to the full batch size;
 * after ``maximum_retry_attempts`` retries without progress (``-1``: until the record
   expires) the failing batch is handed to ``on_failure`` (the on-failure destination) and
-  skipped.
+  skipped;
+* an invocation that Lambda throttles (``TooManyRequestsException``: the function never ran)
+  is retried with exponential backoff (from ``poll_interval_s`` up to
+  :data:`MAX_THROTTLE_BACKOFF_S`) until it runs: it is not a function error, so it counts
+  against neither ``maximum_retry_attempts`` nor bisecting, and never sends the batch to the
+  on-failure destination (Lambda retries throttles until the records expire).
 
 Run in threads (:meth:`StreamPump.start`), reading and invoking overlap as in Lambda's
 poller: one thread reads the stream as soon as it is woken (a bounded read-ahead of
@@ -40,10 +45,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.local.lambda_runtime import THROTTLED
+
 __all__ = ["MappingSettings", "ShardState", "StreamPump", "to_lambda_record"]
 
 Handler = Callable[[dict[str, Any]], Any]
 READ_AHEAD_BATCHES = 10
+MAX_THROTTLE_BACKOFF_S = 5.0
 _log = logging.getLogger("tidings.stream_pump")
 
 
@@ -71,6 +79,11 @@ class ShardState:
     closed: bool = False
     first_pending_at: float = 0.0  # when the oldest pending record was read (monotonic)
     retry_at: float = 0.0  # a batch that failed without progress waits until then
+    throttles: int = 0  # throttled invocations in a row (for the backoff)
+
+
+class _Throttled(Exception):
+    """The handler did not run: Lambda throttled the invocation."""
 
 
 def to_lambda_record(
@@ -138,6 +151,7 @@ class StreamPump:
         self.poll_interval_s = poll_interval_s
         self.shards: dict[str, ShardState] = {}
         self.invocations = 0
+        self.throttled = 0  # invocations refused for lack of concurrency (then retried)
         self.discover_interval_s = 1.0
         self._discovered_at = float("-inf")
         self._stop = threading.Event()
@@ -237,6 +251,8 @@ class StreamPump:
         for shard in list(self.shards.values()):
             self._fill(shard)
             if shard.pending:
+                if shard.throttles:  # back off from the throttle before trying again
+                    time.sleep(max(0.0, shard.retry_at - time.monotonic()))
                 acked += self._deliver(shard)
         return acked
 
@@ -255,8 +271,16 @@ class StreamPump:
         """Invoke with the shard's next batch; returns how many records left the shard."""
         with self._ready:
             batch = shard.pending[: shard.batch_limit or self.settings.batch_size]
-        done = self._invoke(batch)
+        try:
+            done = self._invoke(batch)
+        except _Throttled:
+            with self._ready:
+                shard.throttles += 1
+                backoff = self.poll_interval_s * 2 ** min(shard.throttles - 1, 10)
+                shard.retry_at = time.monotonic() + min(MAX_THROTTLE_BACKOFF_S, backoff)
+            return 0
         with self._ready:
+            shard.throttles = 0
             return self._settle(shard, batch, done)
 
     def _settle(self, shard: ShardState, batch: list[dict[str, Any]], done: int) -> int:
@@ -294,10 +318,16 @@ class StreamPump:
         return 0
 
     def _invoke(self, batch: list[dict[str, Any]]) -> int:
+        """Invoke with ``batch``; returns how many records it acknowledged in order.
+
+        Raises :class:`_Throttled` when the function did not run (throttled)."""
         self.invocations += 1
         try:
             response = self.handler({"Records": batch})
-        except Exception:
+        except Exception as exc:
+            if getattr(exc, "error_type", None) == THROTTLED:
+                self.throttled += 1
+                raise _Throttled from exc
             return 0
         if not self.settings.report_batch_item_failures:
             return len(batch)

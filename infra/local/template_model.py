@@ -20,6 +20,7 @@ __all__ = [
     "ApiMethod",
     "EventSourceMapping",
     "FunctionDef",
+    "GatewayResponse",
     "Resolver",
     "Template",
     "TemplateError",
@@ -81,7 +82,9 @@ class FunctionDef:
     environment: Mapping[str, Any]
     timeout_s: float
     memory_mb: int
-    reserved_concurrency: int | None
+    reserved_concurrency: Any
+    """``ReservedConcurrentExecutions`` as written (a number, or an intrinsic such as
+    ``!Ref ChannelsConcurrency`` to resolve); None when the function has no reservation."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,20 @@ class ApiMethod:
     resource_path: str
     authorization: str
     function: str | None  # logical id of the proxied function
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An ``AWS::ApiGateway::GatewayResponse``: what API Gateway answers for ``response_type``.
+
+    Only static values are supported locally: header values are quoted literals (``"'1'"``)
+    and the ``application/json`` template is sent as it is.
+    """
+
+    response_type: str
+    status_code: int | None
+    headers: Mapping[str, str]
+    body: str | None
 
 
 @dataclass
@@ -235,6 +252,33 @@ class Template:
                     authorization=str(props.get("AuthorizationType", "NONE")),
                     function=function,
                 )
+            )
+        return out
+
+    def gateway_responses(self) -> dict[str, GatewayResponse]:
+        """The API's customised gateway responses by response type (``INTEGRATION_FAILURE``)."""
+        out = {}
+        for logical_id in self.of_type("AWS::ApiGateway::GatewayResponse"):
+            props = self.properties(logical_id)
+            headers = {}
+            for name, value in (props.get("ResponseParameters") or {}).items():
+                prefix = "gatewayresponse.header."
+                text = str(value)
+                quoted = len(text) >= 2 and text[0] == text[-1] == "'"
+                if not name.startswith(prefix) or not quoted:
+                    raise TemplateError(
+                        f"{logical_id}: the local stack supports only static header values "
+                        f"(gatewayresponse.header.<Name>: \"'value'\"), not {name}: {value}"
+                    )
+                headers[name[len(prefix) :]] = text[1:-1]
+            templates = props.get("ResponseTemplates") or {}
+            status = props.get("StatusCode")
+            response_type = str(props.get("ResponseType", ""))
+            out[response_type] = GatewayResponse(
+                response_type=response_type,
+                status_code=int(status) if status is not None else None,
+                headers=headers,
+                body=templates.get("application/json"),
             )
         return out
 

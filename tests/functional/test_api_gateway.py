@@ -17,7 +17,14 @@ from botocore.credentials import Credentials
 from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
 from infra.local.certs import ensure_tls_files
 from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.lambda_runtime import (
+    THROTTLED,
+    ConcurrencyLimit,
+    FunctionError,
+    FunctionPool,
+    FunctionSpec,
+)
+from infra.local.template_model import GatewayResponse
 from infra.local.temporary_credentials import mint_temporary_credential
 
 REGION = "us-east-1"
@@ -187,8 +194,6 @@ def test_throttling_answers_429() -> None:
 
 
 def test_a_function_that_times_out_or_dies_is_an_error_and_is_replaced() -> None:
-    from infra.local.lambda_runtime import FunctionError
-
     spec = FunctionSpec(
         name="slow",
         handler="tests.support.echo_handler.handler",
@@ -209,3 +214,113 @@ def test_a_function_that_times_out_or_dies_is_an_error_and_is_replaced() -> None
         assert answer["statusCode"] == 200
     finally:
         functions.close()
+
+
+def test_path_parameters_are_decoded_once(api) -> None:
+    gateway, store, ca = api
+    url = f"{gateway.url}/v1/channels/users/us-east-1%3Aabc%252Fdef/todos"
+    response = signed_get(url, identity(store), ca)
+    assert response.status_code == 200, response.text
+    # %252F arrives as the text %2F, as API Gateway decodes a path parameter once
+    parameters = response.json()["event"]["pathParameters"]
+    assert parameters == {"channel": "users/us-east-1:abc%2Fdef/todos"}
+
+
+def throttling_pool(limit: ConcurrencyLimit | None = None, name: str = "busy") -> FunctionPool:
+    spec = FunctionSpec(name, "tests.support.echo_handler.handler", timeout_s=10, max_concurrency=1)
+    pool = FunctionPool(spec, concurrency=limit)
+    pool.warm()
+    return pool
+
+
+def sleeping_call(pool: FunctionPool, seconds: str) -> threading.Thread:
+    thread = threading.Thread(
+        target=pool.invoke, args=({"queryStringParameters": {"sleep": seconds}},)
+    )
+    thread.start()
+    return thread
+
+
+def wait_busy(limit: ConcurrencyLimit, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while limit.in_use < count:
+        assert time.monotonic() < deadline, "the invocation never started"
+        time.sleep(0.01)
+
+
+def test_an_invocation_beyond_the_limit_is_throttled_at_once() -> None:
+    pool = throttling_pool()
+    try:
+        running = sleeping_call(pool, "3")
+        wait_busy(pool.concurrency, 1)
+        started = time.monotonic()
+        with pytest.raises(FunctionError) as throttled:
+            pool.invoke({"queryStringParameters": {}})
+        assert throttled.value.error_type == THROTTLED
+        assert time.monotonic() - started < 2  # refused, not queued behind the 3 s call
+        running.join()
+        assert pool.invoke({"queryStringParameters": {}})["statusCode"] == 200  # freed
+    finally:
+        pool.close()
+
+
+def test_functions_without_a_reservation_share_the_account_pool() -> None:
+    account = ConcurrencyLimit(1, "the account's unreserved concurrency")
+    first, second = throttling_pool(account, "one"), throttling_pool(account, "two")
+    try:
+        running = sleeping_call(first, "3")
+        wait_busy(account, 1)
+        with pytest.raises(FunctionError) as throttled:
+            second.invoke({"queryStringParameters": {}})
+        assert throttled.value.error_type == THROTTLED and "unreserved" in str(throttled.value)
+        running.join()
+        assert second.invoke({"queryStringParameters": {}})["statusCode"] == 200
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("customised", [True, False])
+def test_a_throttled_function_gets_the_integration_failure_response(
+    state_dir: Path, customised: bool
+) -> None:
+    tls = ensure_tls_files(state_dir, REGION)
+    store = CredentialStore()
+    pool = throttling_pool()
+    responses = {
+        "INTEGRATION_FAILURE": GatewayResponse(
+            "INTEGRATION_FAILURE",
+            503,
+            {"Retry-After": "1"},
+            '{"error": "unavailable", "message": "at capacity; retry"}',
+        )
+    }
+    gateway = ApiGateway(
+        [ApiRoute("GET", "/v1/channels/{channel+}", "AWS_IAM", pool.invoke)],
+        store,
+        tls.server_context(),
+        gateway_responses=responses if customised else None,
+    )
+    gateway.start()
+    try:
+        credential = identity(store)
+        running = threading.Thread(
+            target=signed_get,
+            args=(f"{gateway.url}/v1/channels/public/scores?sleep=3", credential, tls.ca_file),
+        )
+        running.start()
+        wait_busy(pool.concurrency, 1)
+        started = time.monotonic()
+        refused = signed_get(f"{gateway.url}/v1/channels/public/scores", credential, tls.ca_file)
+        assert time.monotonic() - started < 2.5
+        if customised:  # the template's answer: a clear 503 with Retry-After
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+            assert refused.json() == {"error": "unavailable", "message": "at capacity; retry"}
+        else:  # API Gateway's own: a bare 500, Lambda's 429 is not passed on
+            assert refused.status_code == 500
+            assert refused.headers["x-amzn-ErrorType"] == "InternalServerErrorException"
+            assert refused.json()["message"] == "Internal server error"
+        running.join()
+    finally:
+        gateway.stop()
+        pool.close()

@@ -14,10 +14,13 @@ from backend import aws_clients
 from backend import channels_api as channels_module
 from backend.change_store import Candidate, ChangeStore
 from backend.channels_api import ChannelsApi
+from backend.poll_leases import PollLeases, channel_key
 from backend.routes import load_routes
 from backend.tenants import UsersTableTenants
+from infra.local.template_model import load_template
 from tests.events.capture_stream_events import client as moto_client
 from tests.events.capture_stream_events import create_backend_tables
+from tests.support.local_stack import TEMPLATE
 from tests.support.moto_server import ROUTES_FILE, moto_server
 
 ROUTES = load_routes(ROUTES_FILE)
@@ -35,7 +38,13 @@ def endpoint() -> Any:
 
 @pytest.fixture
 def tables(endpoint: str) -> dict[str, str]:
-    return create_backend_tables(moto_client("dynamodb", endpoint), uuid.uuid4().hex[:8])
+    suffix = uuid.uuid4().hex[:8]
+    names = create_backend_tables(moto_client("dynamodb", endpoint), suffix)
+    names["PollLeasesTable"] = f"PollLeases{suffix}"
+    load_template(TEMPLATE).create_table(
+        moto_client("dynamodb", endpoint), "PollLeasesTable", names["PollLeasesTable"]
+    )
+    return names
 
 
 def store_for(endpoint: str, tables: dict[str, str], clock: Any = time.time) -> ChangeStore:
@@ -212,6 +221,7 @@ def test_the_lambda_handler_wires_itself_from_the_environment(
         "TIDINGS_TABLE_CHANGELOGTABLE": tables["ChangeLogTable"],
         "TIDINGS_TABLE_SEQUENCETABLE": tables["SequenceTable"],
         "TIDINGS_TABLE_USERSTABLE": tables["UsersTable"],
+        "TIDINGS_TABLE_POLLLEASESTABLE": tables["PollLeasesTable"],
         "TIDINGS_ROUTES_FILE": str(ROUTES_FILE),
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
         "AWS_REGION": "us-east-1",
@@ -240,3 +250,117 @@ def test_the_lambda_handler_wires_itself_from_the_environment(
     finally:
         aws_clients.clear_caches()
         channels_module.clear_caches()
+
+
+# ------------------------------------------------------------------ long-poll limits
+
+
+def limited_api(endpoint: str, tables: dict[str, str], cap: int) -> ChannelsApi:
+    dynamodb = moto_client("dynamodb", endpoint)
+    dynamodb.put_item(
+        TableName=tables["UsersTable"],
+        Item={
+            "pk": {"S": f"identity#{ALICE}"},
+            "identityId": {"S": ALICE},
+            "tenants": {"L": [{"S": "acme"}]},
+        },
+    )
+    return ChannelsApi(
+        ROUTES,
+        store_for(endpoint, tables),
+        UsersTableTenants(dynamodb, tables["UsersTable"]),
+        poll_interval_s=0.05,
+        leases=PollLeases(dynamodb, tables["PollLeasesTable"], cap),
+    )
+
+
+def get_with_headers(
+    api: ChannelsApi, identity: str, path: str, **query: str
+) -> tuple[int, dict, dict]:
+    response = api.handle(
+        {
+            "httpMethod": "GET",
+            "path": "/v1/channels/" + path,
+            "pathParameters": {"channel": path},
+            "queryStringParameters": query or None,
+            "requestContext": {"identity": {"cognitoIdentityId": identity}},
+        }
+    )
+    return response["statusCode"], json.loads(response["body"]), response["headers"]
+
+
+class Waiting:
+    """A long-poll in a thread; ``result`` once it answered."""
+
+    def __init__(self, api: ChannelsApi, identity: str, channel: str, wait: str) -> None:
+        self.result: tuple[int, dict, dict] | None = None
+        self.thread = threading.Thread(
+            target=lambda: setattr(
+                self,
+                "result",
+                get_with_headers(api, identity, f"{channel}/changes", after="0", wait=wait),
+            )
+        )
+        self.thread.start()
+
+    def join(self) -> tuple[int, dict, dict]:
+        self.thread.join(30)
+        assert self.result is not None
+        return self.result
+
+
+def wait_until_held(endpoint: str, tables: dict[str, str], identity: str, channel: str) -> None:
+    """Until the lease item of ``identity``'s wait on ``channel`` exists (the wait started)."""
+    dynamodb = moto_client("dynamodb", endpoint)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = dynamodb.get_item(
+            TableName=tables["PollLeasesTable"],
+            Key={"pk": {"S": channel_key(identity, channel)}},
+            ConsistentRead=True,
+        )
+        if "Item" in found:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the wait of {identity} on {channel} never took its lease")
+
+
+def test_a_second_concurrent_wait_on_one_channel_is_429_at_once(
+    endpoint: str, tables: dict[str, str]
+) -> None:
+    api = limited_api(endpoint, tables, cap=4)
+    first = Waiting(api, ALICE, TODOS, "3")
+    wait_until_held(endpoint, tables, ALICE, TODOS)
+    started = time.monotonic()
+    status, body, headers = get_with_headers(api, ALICE, f"{TODOS}/changes", after="0", wait="3")
+    assert time.monotonic() - started < 2.5  # answered without waiting its 3 s
+    assert status == 429 and set(body) == {"error", "message"}
+    assert body["error"] == "too_many_waits" and TODOS in body["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 3
+    # reading without waiting needs no slot, and another identity is not held up
+    assert get(api, ALICE, f"{TODOS}/changes", after="0")[0] == 200
+    assert get_with_headers(api, BOB, "public/scores/changes", after="0", wait="0.2")[0] == 200
+    assert first.join()[0] == 200
+    # the slot was given back when the first wait answered: it is reusable
+    status, _, _ = get_with_headers(api, ALICE, f"{TODOS}/changes", after="0", wait="0.2")
+    assert status == 200
+
+
+def test_an_identity_may_hold_only_its_cap_of_waits(endpoint: str, tables: dict[str, str]) -> None:
+    api = limited_api(endpoint, tables, cap=2)
+    waits = [Waiting(api, ALICE, TODOS, "3"), Waiting(api, ALICE, "public/scores", "3")]
+    wait_until_held(endpoint, tables, ALICE, TODOS)
+    wait_until_held(endpoint, tables, ALICE, "public/scores")
+    status, body, headers = get_with_headers(
+        api, ALICE, "tenants/acme/board/changes", after="0", wait="3"
+    )
+    assert status == 429 and body["error"] == "too_many_waits"
+    assert "2 waiting polls" in body["message"]
+    assert int(headers["Retry-After"]) >= 1
+    # Bob's waits are his own
+    assert get_with_headers(api, BOB, "public/scores/changes", after="0", wait="0.2")[0] == 200
+    add_changes(api.store, TODOS, 1)  # ends the first wait early: its slot is free again
+    assert [c["seq"] for c in waits[0].join()[1]["changes"]] == [1]
+    status, _, _ = get_with_headers(api, ALICE, "tenants/acme/board/changes", after="0", wait="0.2")
+    assert status == 200
+    assert waits[1].join()[0] == 200

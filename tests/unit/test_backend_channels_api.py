@@ -47,16 +47,63 @@ def test_api_gateway_proxy_event_parses() -> None:
     assert (request.after, request.limit, request.wait_s, request.epoch) == (41, 50, 2.5, None)
 
 
-def test_path_without_path_parameters_and_encoded_slashes() -> None:
+def test_path_without_path_parameters_is_decoded_once() -> None:
     event = fixture()
     del event["pathParameters"]
     assert parse_request(event, ROUTES).channel == CHANNEL
-    event["pathParameters"] = {"channel": CHANNEL.replace("/", "%2F")}
+    event["path"] = "/v1/channels/" + CHANNEL.replace("/", "%2F").replace(":", "%3A")
     event["queryStringParameters"] = None
     event["multiValueQueryStringParameters"] = None
-    request = parse_request(event, ROUTES)
+    request = parse_request(event, ROUTES)  # ``path`` is still encoded: decoded here, once
     assert request.kind == "head" and request.channel == CHANNEL
     assert (request.after, request.limit, request.wait_s) == (0, 100, 0.0)
+
+
+def test_path_parameters_are_not_decoded_a_second_time() -> None:
+    # API Gateway has decoded pathParameters once: a client's %252F arrives as %2F, which is
+    # text in a segment, never a slash
+    event = fixture()
+    event["pathParameters"] = {"channel": CHANNEL.replace("/todos", "%2Ftodos")}
+    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
+    with pytest.raises(BadRequest, match="invalid segment") as refused:
+        parse_request(event, ROUTES)
+    assert "%2Ftodos" in refused.value.message
+    api = ChannelsApi(ROUTES, MemoryStore(head=1), lambda i: frozenset())  # type: ignore[arg-type]
+    answer = api.handle(event)
+    assert answer["statusCode"] == 400
+    assert set(json.loads(answer["body"])) == {"error", "message"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("after", "\u00b2"),  # superscript two: str.isdigit() says yes, int() says no
+        ("limit", "\u00b9"),
+        ("after", "\u0663"),  # Arabic-Indic three: int() would take it
+        ("epoch", "\u0663"),
+        ("limit", "\uff15"),  # fullwidth five
+        ("after", "1\u00b2"),
+        ("wait", "\u0663"),  # float() takes it
+        ("wait", "\u00b2"),
+        ("wait", "1_0"),  # float() takes it
+        ("wait", "1e1"),
+        ("wait", " 2"),
+        ("wait", "inf"),
+        ("wait", "nan"),
+        ("after", " 1"),
+        ("after", "+1"),
+    ],
+)
+def test_non_ascii_or_unusual_numbers_are_400_not_500(name: str, value: str) -> None:
+    api = ChannelsApi(ROUTES, MemoryStore(head=45), lambda i: frozenset())  # type: ignore[arg-type]
+    event = fixture()
+    event["queryStringParameters"] = {name: value}
+    event["multiValueQueryStringParameters"] = {name: [value]}
+    answer = api.handle(event)
+    assert answer["statusCode"] == 400, answer["body"]
+    body = json.loads(answer["body"])
+    assert body["error"] == "bad_request" and name in body["message"]
+    assert set(body) == {"error", "message"}
 
 
 def test_repeated_parameters_and_missing_identity_are_refused() -> None:
