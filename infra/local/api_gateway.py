@@ -29,11 +29,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.http_server import HttpRefusal, RefusingRequestHandler, TlsThreadingHTTPServer
 from infra.local.iam_policy import is_allowed
 from infra.local.lambda_runtime import THROTTLED
 from infra.local.sigv4 import SignatureError, verify_authorization_header
@@ -142,9 +142,9 @@ class ApiGateway:
         class Handler(_RequestHandler):
             api = gateway
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+        # TLS is negotiated in each connection's thread, so a client that connects and never
+        # finishes its handshake holds only its own thread, not the accept loop
+        self._server = TlsThreadingHTTPServer(("127.0.0.1", port), Handler, ssl_context)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="api-gateway"
@@ -378,36 +378,68 @@ def _proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return result["statusCode"], headers, data
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+_REFUSAL_TYPES = {
+    400: "BadRequestException",
+    405: "MethodNotAllowedException",
+    408: "RequestTimeoutException",
+    411: "LengthRequiredException",
+    413: "RequestEntityTooLargeException",
+    414: "RequestUriTooLongException",
+    431: "RequestHeaderFieldsTooLargeException",
+}
+_REFUSAL_CODES = {
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+}
+
+
+class _RequestHandler(RefusingRequestHandler):
     api: ApiGateway
-    protocol_version = "HTTP/1.1"
+    request_timeout_s = 65.0  # an idle kept-alive connection is closed after this
+    allowed_methods = "GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)
 
-    def _serve(self) -> None:
-        length_text = self.headers.get("Content-Length", "0")
-        if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
-            status, headers, body = _error(
-                413,
-                "RequestEntityTooLargeException",
-                "payload_too_large",
-                "the body must be at most 10 MB with a Content-Length",
-            )
+    def refuse(self, status: int, message: str) -> None:
+        """The gateway's own refusals: ``{"error", "message"}`` with ``x-amzn-ErrorType``."""
+        if status >= 500:
+            answer = _error(500, "InternalServerErrorException", "internal", message)
         else:
-            body_in = self.rfile.read(int(length_text)) if int(length_text) else b""
-            status, headers, body = self.api.handle(
+            aws_type = _REFUSAL_TYPES.get(status, "BadRequestException")
+            answer = _error(status, aws_type, _REFUSAL_CODES.get(status, "bad_request"), message)
+        self.close_connection = True
+        self._send(*answer)
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _serve(self) -> None:
+        try:
+            body_in = self.read_body(MAX_BODY_BYTES)
+        except HttpRefusal as exc:
+            self.refuse(exc.status, exc.message)
+            return
+        self._send(
+            *self.api.handle(
                 self.command,
                 self.path,
                 list(self.headers.items()),
                 body_in,
                 self.client_address[0],
             )
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        )
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve

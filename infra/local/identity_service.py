@@ -29,7 +29,6 @@ credential mint, so what the login Lambda attached is what the gateway enforces.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -51,6 +50,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from infra.local.credential_store import CredentialStore, PolicyDocument, StoredCredential
+from infra.local.http_server import HttpRefusal, RefusingRequestHandler
 from infra.local.iam_policy import PolicyError, is_allowed, validate_policy
 from infra.local.sigv4 import SignatureError, verify_authorization_header
 from infra.local.temporary_credentials import mint_temporary_credential
@@ -590,6 +590,13 @@ _HTTP_ERROR_TYPES = {
 }
 """HTTP-level refusals (before an operation is known), in Cognito's JSON error shape."""
 
+_BODY_ERROR_TYPES = {
+    400: "SerializationException",
+    411: "LengthRequiredException",
+    413: "InvalidParameterException",
+}
+"""A malformed body or Content-Length, by status, as Cognito names it."""
+
 
 class _BadRequest(Exception):
     """A request refused before it reaches an operation: status, ``__type``, message."""
@@ -601,13 +608,13 @@ class _BadRequest(Exception):
         self.message = message
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RefusingRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
+    allowed_methods = "POST (API calls) or GET (keys)"
 
     def setup(self) -> None:
+        self.request_timeout_s = self.server.service.config.request_timeout_s
         super().setup()
-        self.connection.settimeout(self.server.service.config.request_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -636,45 +643,12 @@ class _Handler(BaseHTTPRequestHandler):
             {"x-amzn-ErrorType": code, "Connection": "close"},
         )
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (bad request line, headers, method, version) as JSON 4xx.
-
-        An unknown method (http.server's 501) is a 405 and an unsupported HTTP version (505)
-        a 400: nothing a client sends makes this service answer 5xx.
-        """
-        if not str(self.request_version).startswith("HTTP/1."):
-            # a request line too broken to name a version: answer as HTTP/1.1 (http.server
-            # would fall back to HTTP/0.9 and send the body without a status line)
-            self.request_version = "HTTP/1.1"
-        status = {501: 405, 505: 400}.get(code, code)
+    def refuse(self, status: int, message: str) -> None:
+        """HTTP-level refusals in Cognito's JSON error shape."""
         if status >= 500:
-            status = 400
-        text = message or explain or "The request is malformed."
-        if code == 501:
-            text = f"{self.command!r} is not supported: send POST (API calls) or GET (keys)."
-        elif code == 505:
-            text = "Send HTTP/1.1 (or HTTP/1.0)."
-        self._refuse(status, _HTTP_ERROR_TYPES.get(status, "BadRequestException"), text)
-
-    def parse_request(self) -> bool:
-        """http.server's parser, plus a 400 for a blank request line (it closed silently)."""
-        if not str(getattr(self, "raw_requestline", b"x"), "iso-8859-1").split():
-            self.command, self.request_version, self.requestline = "", "HTTP/1.1", ""
-            self.send_error(400, "The request line is empty: send 'METHOD /path HTTP/1.1'.")
-            return False
-        return super().parse_request()
-
-    def handle_one_request(self) -> None:
-        """One request; an answer even when handling it fails (never a silent drop)."""
-        try:
-            super().handle_one_request()
-        except TimeoutError:
-            self.close_connection = True
-        except Exception:
-            log.exception("identity service: unhandled error")
-            self.close_connection = True
-            with contextlib.suppress(Exception):
-                self._refuse(500, "InternalErrorException", "The local identity service failed.")
+            self._refuse(500, "InternalErrorException", "The local identity service failed.")
+        else:
+            self._refuse(status, _HTTP_ERROR_TYPES.get(status, "BadRequestException"), message)
 
     def do_GET(self) -> None:
         service = self.server.service
@@ -707,34 +681,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"error":"not_found","message":"No such path."}', "application/json")
 
     def _read_body(self) -> bytes:
-        if (self.headers.get("Transfer-Encoding") or "").strip().lower() not in ("", "identity"):
-            raise _BadRequest(
-                411, "LengthRequiredException", "Send the body with a Content-Length, not chunked."
-            )
-        values = self.headers.get_all("Content-Length") or []
-        text = values[0].strip() if values else "0"
-        if len(set(values)) > 1 or not (text.isascii() and text.isdigit()):
-            raise _BadRequest(
-                400,
-                "SerializationException",
-                "Content-Length must be one non-negative decimal number.",
-            )
-        length = int(text)
-        if length > MAX_BODY_BYTES:
-            raise _BadRequest(
-                413, "InvalidParameterException", f"The body exceeds {MAX_BODY_BYTES} bytes."
-            )
         try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            body = b""
-        if len(body) != length:
-            raise _BadRequest(
-                400,
-                "SerializationException",
-                f"The body ended after {len(body)} of the {length} bytes of its Content-Length.",
-            )
-        return body
+            return self.read_body(MAX_BODY_BYTES)
+        except HttpRefusal as exc:
+            code = _BODY_ERROR_TYPES.get(exc.status, "SerializationException")
+            raise _BadRequest(exc.status, code, exc.message) from None
 
     def do_POST(self) -> None:
         request_id = str(uuid.uuid4())
