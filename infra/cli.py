@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_up(args: argparse.Namespace) -> int:
     import threading
 
-    from infra.local.stack import LocalStack, StackConfig
+    from infra.local.moto_fixes import MotoVersionError
+    from infra.local.stack import LocalStack, StackConfig, freeze_process_heap
 
     options = {"template": args.template} if args.template else {}
     config = StackConfig(
@@ -125,6 +126,10 @@ def _run_up(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"tidings: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except MotoVersionError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
+    freeze_process_heap()  # this process owns the stack: its start-up heap is for good
     print(f"Tidings local stack is up (stage {config.stage}, region {config.region}):")
     print(f"  API             {stack.api_url}")
     print(f"  IoT (MQTT/WSS)  wss://localhost:{stack.iot_port}/mqtt")

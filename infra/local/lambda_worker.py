@@ -3,6 +3,10 @@
 Reads one JSON request per line on stdin (``{"id", "event"}``) and writes one JSON line per
 answer on stdout (``{"result"}`` or ``{"errorType", "errorMessage"}``). The handler's own
 prints go to stderr, where the local stack shows them as the function's log.
+
+The context's ``invoked_function_arn`` names the region of ``AWS_REGION`` (set for every
+function, as on AWS) and the account of ``TIDINGS_LOCAL_ACCOUNT_ID`` (the local stack's
+account; Lambda has no such variable, its runtime knows the account itself).
 """
 
 from __future__ import annotations
@@ -10,21 +14,35 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
 from typing import Any
 
+ACCOUNT_ID_VARIABLE = "TIDINGS_LOCAL_ACCOUNT_ID"
+DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account, the local stack's
+DEFAULT_REGION = "us-east-1"
+
 
 class LambdaContext:
     """The attributes of the Lambda context object that handlers use."""
 
-    def __init__(self, name: str, request_id: str, timeout_s: float, memory_mb: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        request_id: str,
+        timeout_s: float,
+        memory_mb: int,
+        *,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> None:
         self.function_name = name
         self.function_version = "$LATEST"
         self.aws_request_id = request_id
         self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         self.log_group_name = f"/aws/lambda/{name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_s
@@ -37,6 +55,8 @@ class LambdaContext:
 def main(argv: list[str]) -> int:
     """``python -m infra.local.lambda_worker HANDLER NAME TIMEOUT MEMORY``"""
     handler_path, name, timeout_s, memory_mb = argv[0], argv[1], float(argv[2]), int(argv[3])
+    region = os.environ.get("AWS_REGION") or DEFAULT_REGION
+    account_id = os.environ.get(ACCOUNT_ID_VARIABLE) or DEFAULT_ACCOUNT_ID
     module_name, _, function_name = handler_path.rpartition(".")
     out = sys.stdout
     sys.stdout = sys.stderr  # handler prints are logs, not answers
@@ -44,7 +64,9 @@ def main(argv: list[str]) -> int:
     gc.freeze()  # the imported modules are for good: keep them out of full collections
     for line in sys.stdin:
         request = json.loads(line)
-        context = LambdaContext(name, request["id"], timeout_s, memory_mb)
+        context = LambdaContext(
+            name, request["id"], timeout_s, memory_mb, region=region, account_id=account_id
+        )
         try:
             answer: dict[str, Any] = {"result": handler(request["event"], context)}
         except Exception as exc:

@@ -1,7 +1,9 @@
 """Fixes to moto that the local stack needs: DynamoDB transactions and queries, streams, IoT.
 
 ``apply_local_stack_fixes`` applies them all, in the process that runs moto
-(``ThreadedMotoServer``), once. moto 5.2.5 deep-copies every table a transaction touches, once per
+(``ThreadedMotoServer``), once. They are written for one moto release, :data:`MOTO_VERSION`:
+:func:`check_moto_version` refuses any other (``tidings up`` and the moto process call it
+before they start). moto 5.2.5 deep-copies every table a transaction touches, once per
 action, so that it can roll back; against a growing change log that makes every publisher
 batch slower than the last (a 100-change batch went from 0.5 s to 1.5 s over 10,000 writes),
 and the copy races concurrent transactions ("dictionary changed size during iteration" →
@@ -9,7 +11,9 @@ HTTP 500), which DynamoDB's isolation never shows. The replacement keeps DynamoD
 semantics: every condition is checked against the state before the transaction, nothing is
 written unless all pass (``TransactionCanceledException`` with one reason per action
 otherwise), and transactions are serialised. Only the items the transaction touches are
-saved for a rollback, if applying an action fails midway.
+saved for a rollback, if applying an action fails midway. Its writes' stream records are
+held back until it ends and appended only if it commits: a cancelled transaction (even one
+rolled back midway) leaves no stream record, as in DynamoDB.
 
 moto 5.2.5 answers every ``Query`` by sorting every item of the whole table, then walking the
 partition from its first item; reading page 10 of a channel's change log cost ~0.5 s. The
@@ -46,6 +50,8 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 __all__ = [
+    "MOTO_VERSION",
+    "MotoVersionError",
     "apply_condition_cache",
     "apply_dynamodb_isolation_fix",
     "apply_dynamodb_query_fix",
@@ -56,15 +62,49 @@ __all__ = [
     "apply_local_stack_fixes",
     "apply_routing_fix",
     "apply_stream_fix",
+    "check_moto_version",
     "get_records_body",
 ]
+
+MOTO_VERSION = "5.2.5"
+"""The moto release the fixes are written for: each replaces or wraps that release's code."""
 
 _applied = False
 _guard = threading.Lock()
 
 
+class MotoVersionError(RuntimeError):
+    """The installed moto is not :data:`MOTO_VERSION`; the message says both and the fix."""
+
+
+def _installed_moto_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("moto")
+    except PackageNotFoundError:
+        return None
+
+
+def check_moto_version() -> None:
+    """Raise :class:`MotoVersionError` unless the installed moto is :data:`MOTO_VERSION`."""
+    installed = _installed_moto_version()
+    if installed == MOTO_VERSION:
+        return
+    found = f"moto {installed} is installed" if installed else "moto is not installed"
+    raise MotoVersionError(
+        f"the local stack's moto fixes are written for moto {MOTO_VERSION}, but {found}: "
+        f"install it with pip install 'moto[server]=={MOTO_VERSION}'"
+    )
+
+
 def apply_local_stack_fixes(notify: Any = None) -> None:
-    """Apply every fix; ``notify`` as for :func:`apply_stream_fix` (idempotent)."""
+    """Apply every fix; ``notify`` as for :func:`apply_stream_fix` (idempotent).
+
+    Raises :class:`MotoVersionError` (before changing anything) if the installed moto is
+    not the release the fixes are written for.
+    """
+    check_moto_version()
     apply_dynamodb_isolation_fix()
     apply_dynamodb_transaction_fixes()
     apply_dynamodb_query_fix()
@@ -150,6 +190,7 @@ def _transact(backend: Any, models: Any, original: Any, items: list[dict[str, An
     saved = [
         (name, key, item.to_json()["Attributes"] if item else None) for name, key, item in saved
     ]
+    held = _HeldStreamRecords(backend.get_table(name) for _, _, name, _ in plan)
     try:
         for op_type, op, table_name, key in plan:
             names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
@@ -176,12 +217,68 @@ def _transact(backend: Any, models: Any, original: Any, items: list[dict[str, An
                     expression_attribute_values=values,
                 )
     except Exception:
-        for table_name, key, attributes in saved:
-            if attributes is None:
-                backend.delete_item(table_name, key)
-            else:
-                backend.put_item(table_name, attributes)
+        try:
+            for table_name, key, attributes in saved:
+                if attributes is None:
+                    backend.delete_item(table_name, key)
+                else:
+                    backend.put_item(table_name, attributes)
+        finally:
+            held.release(emit=False)  # a cancelled transaction leaves no stream record
         raise
+    held.release(emit=True)
+
+
+class _HeldStreamRecords:
+    """Holds back the stream records a transaction's writes add, until it ends.
+
+    DynamoDB writes a transaction's stream records only if it commits. moto appends one per
+    write, and the rollback of a transaction that failed midway writes through ``put_item`` /
+    ``delete_item`` too, so each table's shard is replaced, for the writing thread only, by
+    one that keeps what it is given: appended to the real shard on commit (in order, as
+    moto builds them), dropped on failure. Readers of the stream never see a held record.
+    """
+
+    def __init__(self, tables: Any) -> None:
+        self._thread = threading.get_ident()
+        self._held: list[tuple[Any, Any, Any]] = []
+        self._tables: dict[int, tuple[Any, Any]] = {}
+        for table in tables:
+            shard = table.stream_shard
+            if shard is not None and id(table) not in self._tables:
+                self._tables[id(table)] = (table, shard)
+                table.stream_shard = _HoldingShard(shard, self)
+
+    def add(self, shard: Any, old: Any, new: Any) -> bool:
+        """Keep ``(old, new)`` for ``shard`` if the transaction's thread wrote it."""
+        if threading.get_ident() != self._thread:
+            return False
+        self._held.append((shard, old, new))
+        return True
+
+    def release(self, *, emit: bool) -> None:
+        """Put the real shards back; with ``emit``, append the held records to them."""
+        for table, shard in self._tables.values():
+            table.stream_shard = shard
+        held, self._held = self._held, []
+        if emit:
+            for shard, old, new in held:
+                shard.add(old, new)
+
+
+class _HoldingShard:
+    """A table's stream shard while a transaction writes: ``add`` goes to the holder."""
+
+    def __init__(self, shard: Any, holder: _HeldStreamRecords) -> None:
+        self._shard = shard
+        self._holder = holder
+
+    def add(self, old: Any, new: Any) -> None:
+        if not self._holder.add(self._shard, old, new):
+            self._shard.add(old, new)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shard, name)
 
 
 def apply_stream_fix(notify: Any = None) -> None:
@@ -244,6 +341,7 @@ def apply_routing_fix() -> None:
             return backend
 
     dispatcher.get_backend_for_host = get_backend_for_host
+    dispatcher._tidings_original_get_backend_for_host = original  # for the comparing test
     dispatcher._tidings_fixed = True
 
 

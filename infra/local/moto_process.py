@@ -15,6 +15,11 @@ every request between its socket loop and a worker thread, from 27-32 to 16-21 m
 100 writes/s (three runs each, alternating, same session).
 DynamoDB and DynamoDB Streams calls take :class:`~infra.local.moto_fast_lane.FastLane`
 past moto's Flask layer; ``TIDINGS_MOTO_FAST_LANE=0`` sends them the usual way.
+
+``SIGUSR1`` (sent by the local stack once its start-up is done) moves the heap built so far
+out of the cyclic collector's full passes, once, after a collection; every ``SIGUSR1``
+answers ``FROZEN <objects in the permanent generation>`` on stdout. With another moto than
+the one the fixes are written for, it prints ``ERROR <why>`` instead of ``READY`` and exits.
 """
 
 from __future__ import annotations
@@ -27,16 +32,25 @@ import signal
 import socket
 import sys
 import threading
-import time
 from typing import Any
 
 from infra.local.moto_fast_lane import FastLane
-from infra.local.moto_fixes import apply_local_stack_fixes
+from infra.local.moto_fixes import MotoVersionError, apply_local_stack_fixes, check_moto_version
 from infra.local.wsgi_server import WsgiServer
 
 
 def main(argv: list[str]) -> int:
-    """Serve until SIGTERM or SIGINT."""
+    """Serve until SIGTERM or SIGINT; freeze the heap on the first SIGUSR1."""
+    # Taken by sigwait below, in this thread, whichever thread the kernel would pick: a
+    # Python signal handler runs only when the main thread runs, and a main thread blocked
+    # waiting on a lock is not woken by a signal delivered to another thread. Every thread
+    # started from here on inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        check_moto_version()
+    except MotoVersionError as exc:
+        print(f"ERROR {exc}", flush=True)
+        return 1
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     notify = _Notifier(int(argv[1])).notify if len(argv) > 1 else None
@@ -52,14 +66,14 @@ def main(argv: list[str]) -> int:
         print(f"ERROR {exc}", flush=True)
         return 1
     threading.Thread(target=server.run, daemon=True, name="moto-server").start()
-    threading.Thread(target=_freeze_heap, daemon=True, name="gc-freeze").start()
     print(f"READY {server.effective_port}", flush=True)
-    stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
+    while signal.sigwait(_SIGNALS) == signal.SIGUSR1:
+        print(f"FROZEN {_freeze_heap()}", flush=True)
     server.close()
     return 0
+
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}
 
 
 class _Notifier:
@@ -95,17 +109,25 @@ class _Notifier:
                     self._socket.sendto(table_name.encode("utf-8"), self._target)
 
 
-def _freeze_heap(interval_s: float = 5.0) -> None:
-    """Keep moto's ever-growing heap out of the cyclic collector's full passes.
+_frozen = False
 
-    moto holds every table item and its service models as Python objects; a full collection
+
+def _freeze_heap() -> int:
+    """Keep the heap that start-up built out of the cyclic collector's full passes, once.
+
+    moto holds its service models and every table item as Python objects; a full collection
     walks all of them and stalls every request for 100+ ms (seen as a latency spike about
-    12 s after start). Objects that survived so far are moved to the permanent generation;
-    young garbage is still collected as usual.
+    12 s after start). The first call collects the garbage, then moves what survives (the
+    deployed stack's models and resources) to the permanent generation; later calls change
+    nothing, so garbage made later is collected as usual and nothing is kept for good by
+    mistake. Returns the number of objects in the permanent generation.
     """
-    while True:
+    global _frozen
+    if not _frozen:
+        gc.collect()
         gc.freeze()
-        time.sleep(interval_s)
+        _frozen = True
+    return gc.get_freeze_count()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import gc
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -162,12 +163,14 @@ class LocalStack:
 
         self._deploy_to_moto()
         resolver = self._resolver()
+        # moto holds the deployed stack now: it freezes that heap once, before the functions
+        # and pumps use it (a collection of it holds moto's answers up for a moment)
+        self._moto.freeze_heap()
         self._start_identity(resolver)
         self._start_api_and_functions(resolver)
         self._start_pumps()
         threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
-        self._write_env_file()
-        self._moto.freeze_heap()  # the caller's own heap is the caller's business
+        self._write_env_file()  # the calling process's heap is left as it is
 
     @property
     def gateway(self) -> Any:
@@ -597,11 +600,29 @@ class _MotoProcess:
     def __init__(self, process: subprocess.Popen[str], port: int) -> None:
         self.process = process
         self.port = port
+        self.frozen_objects: int | None = None
+        """Objects in moto's permanent generation, as it last answered :meth:`freeze_heap`."""
+        self._answers: queue.Queue[int] = queue.Queue()
+        threading.Thread(target=self._read_output, daemon=True, name="moto-output").start()
 
-    def freeze_heap(self) -> None:
-        """Have moto freeze the heap start-up built (once; it answers ``FROZEN <n>``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGUSR1)
+    def _read_output(self) -> None:
+        """Read moto's output after ``READY`` (so that the pipe never fills up)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("FROZEN "):
+                self._answers.put(int(line.split()[1]))
+            elif line.strip():
+                log.debug("moto: %s", line.rstrip())
+
+    def freeze_heap(self, timeout_s: float = 30.0) -> int:
+        """Have moto freeze its heap (it does once: later calls change nothing) and wait for
+        its answer; returns the number of objects in moto's permanent generation."""
+        self.process.send_signal(signal.SIGUSR1)
+        try:
+            self.frozen_objects = self._answers.get(timeout=timeout_s)
+        except queue.Empty:
+            raise OSError(f"moto did not answer a freeze request in {timeout_s:.0f} s") from None
+        return self.frozen_objects
 
     def stop(self) -> None:
         if self.process.poll() is None:

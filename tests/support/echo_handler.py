@@ -19,6 +19,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "event": event,
         "env": os.environ.get("ECHO_SETTING"),
         "function": context.function_name,
+        "arn": context.invoked_function_arn,
         "remaining_ms": context.get_remaining_time_in_millis(),
         "pid": os.getpid(),
     }

@@ -1,0 +1,107 @@
+"""``infra/template.yaml`` holds what ``auth/policies.py`` derives from ``infra/routes.yaml``.
+
+The template's copy of the derived policy must not drift from the model:
+
+- the identity pool's authenticated role (``AuthenticatedRole``) has exactly one policy, and
+  it equals :func:`auth.policies.role_policy` of the routes (with the API's execute-api ARN),
+  both resolved for the same region, account, stage and API id;
+- the IoT policies are not in the template (the login creates and attaches them, named
+  ``<prefix>-<label>-<hash>``): ``LoginRole`` must allow creating, reading and attaching every
+  IoT policy :func:`auth.policies.iot_policies` derives, whatever the tenants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auth.policies import PolicyScope, iot_policies, role_policy
+from backend.routes import load_routes
+from infra.local.iam_policy import is_allowed
+from infra.local.template_model import Resolver, Template, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+ROUTES = load_routes(ROOT / "infra" / "routes.yaml")
+SCOPES = [
+    (PolicyScope("us-east-1", "123456789012", "dev"), "a1b2c3d4e5"),
+    (PolicyScope("eu-west-1", "111122223333", "prod"), "zz9plural"),
+]
+IDS = [f"{scope.region}-{scope.stage}" for scope, _ in SCOPES]
+
+
+def resolver(scope: PolicyScope, api_id: str) -> Resolver:
+    """The template's references as a stack deployed with ``scope`` would resolve them."""
+    arn = f"arn:aws:dynamodb:{scope.region}:{scope.account_id}:table"
+    return Resolver(
+        parameters={"Stage": scope.stage},
+        physical_ids={"Api": api_id, "IdentityPool": f"{scope.region}:pool"},
+        attributes={("UsersTable", "Arn"): f"{arn}/users"},
+        pseudo={
+            "AWS::Region": scope.region,
+            "AWS::AccountId": scope.account_id,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+    )
+
+
+def identity_role_drift(template: Template, scope: PolicyScope, api_id: str) -> list[Any]:
+    """What differs between the authenticated role's policies and the derived one ([] if none)."""
+    documents = resolver(scope, api_id)(template.role_policies("AuthenticatedRole"))
+    api_arn = f"arn:aws:execute-api:{scope.region}:{scope.account_id}:{api_id}"
+    derived = role_policy(ROUTES, scope, api_arn)
+    if documents == [derived]:
+        return []
+    return [documents, derived]
+
+
+@pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)
+def test_the_authenticated_role_policy_is_the_one_derived_from_the_routes(
+    scope: PolicyScope, api_id: str
+) -> None:
+    assert identity_role_drift(load_template(TEMPLATE), scope, api_id) == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # a channel removed, a Deny dropped, a resource scoped to another stage
+        lambda t: t.replace(
+            '                  - !Sub "arn:aws:iot:${AWS::Region}:${AWS::AccountId}:topic/tidings/'
+            '${Stage}/public/scores"\n',
+            "",
+            1,
+        ),
+        lambda t: t.replace("              - Effect: Deny\n", "              - Effect: Allow\n", 1),
+        lambda t: t.replace("topicfilter/tidings/${Stage}/", "topicfilter/tidings/dev/", 1),
+    ],
+    ids=["channel-removed", "deny-dropped", "stage-hard-coded"],
+)
+def test_a_drifted_template_is_caught(edit: Any, tmp_path: Path) -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    drifted = edit(text)
+    assert drifted != text, "the edit did not change the template"
+    (tmp_path / "template.yaml").write_text(drifted, encoding="utf-8")
+    template = load_template(tmp_path / "template.yaml")
+    scope, api_id = SCOPES[1]  # stage prod: a hard-coded "dev" is a drift
+    assert identity_role_drift(template, scope, api_id) != []
+
+
+@pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)
+def test_the_login_role_may_manage_every_iot_policy_the_routes_derive(
+    scope: PolicyScope, api_id: str
+) -> None:
+    documents = resolver(scope, api_id)(load_template(TEMPLATE).role_policies("LoginRole"))
+    tenants = ["acme", "globex-corp", "t_1"]
+    names = list(iot_policies(ROUTES, scope, tenants))
+    assert len(names) == 1 + len(tenants)  # the identity's policy and one per tenant
+    for name in names:
+        resource = f"{scope.arn}:policy/{name}"
+        for action in ("iot:CreatePolicy", "iot:GetPolicy", "iot:AttachPolicy"):
+            assert is_allowed([documents], action, resource, {}), (action, resource)
+    # and nothing beyond this stage's policies
+    other = f"{scope.arn}:policy/tidings-{scope.stage}x-identity-0"
+    assert not is_allowed([documents], "iot:AttachPolicy", other, {})
