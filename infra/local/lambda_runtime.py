@@ -29,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.local.lambda_worker import READY_LINE
+
 __all__ = ["THROTTLED", "ConcurrencyLimit", "FunctionError", "FunctionPool", "FunctionSpec"]
 
 ROOT = Path(__file__).resolve().parents[2]
+INIT_TIMEOUT_S = 120.0
+"""How long a worker may take to import its handler (AWS allows 10 s on its hardware)."""
 THROTTLED = "TooManyRequestsException"
 """``FunctionError.error_type`` of an invocation refused for lack of concurrency."""
 
@@ -117,9 +121,32 @@ class _Worker:
             text=True,
             bufsize=1,
         )
+        self.initialised = False
+
+    def _initialised(self) -> dict[str, Any] | None:
+        """Wait for the init phase to end; an error answer if it fails or takes too long.
+
+        As on AWS, the init phase (importing the handler) is not part of the function's
+        timeout; it has its own limit, generous here because a laptop may start many
+        workers at once on few cores.
+        """
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], INIT_TIMEOUT_S)
+        line = self.process.stdout.readline() if ready else ""
+        if line == READY_LINE:
+            self.initialised = True
+            return None
+        self.kill()
+        if not ready:
+            return {"errorType": "Runtime.InitTimeout", "errorMessage": "init took too long"}
+        return {"errorType": "Runtime.InitError", "errorMessage": "the handler failed to load"}
 
     def invoke(self, event: Any, timeout_s: float) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
+        if not self.initialised:
+            failed = self._initialised()
+            if failed is not None:
+                return failed
         request_id = str(uuid.uuid4())
         self.process.stdin.write(json.dumps({"id": request_id, "event": event}) + "\n")
         self.process.stdin.flush()

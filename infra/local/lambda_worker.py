@@ -1,7 +1,8 @@
 """One local Lambda execution environment: imports a handler, then serves invocations.
 
-Reads one JSON request per line on stdin (``{"id", "event"}``) and writes one JSON line per
-answer on stdout (``{"result"}`` or ``{"errorType", "errorMessage"}``). The handler's own
+Imports the handler (Lambda's init phase), says so with :data:`READY_LINE`, then reads one
+JSON request per line on stdin (``{"id", "event"}``) and writes one JSON line per answer on
+stdout (``{"result"}`` or ``{"errorType", "errorMessage"}``). The handler's own
 prints go to stderr, where the local stack shows them as the function's log.
 
 The context's ``invoked_function_arn`` names the region of ``AWS_REGION`` (set for every
@@ -23,6 +24,8 @@ from typing import Any
 ACCOUNT_ID_VARIABLE = "TIDINGS_LOCAL_ACCOUNT_ID"
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account, the local stack's
 DEFAULT_REGION = "us-east-1"
+READY_LINE = '{"ready":true}\n'
+"""Written once the handler is imported, before the first invocation is read."""
 
 
 class LambdaContext:
@@ -62,6 +65,8 @@ def main(argv: list[str]) -> int:
     sys.stdout = sys.stderr  # handler prints are logs, not answers
     handler: Any = getattr(importlib.import_module(module_name), function_name)
     gc.freeze()  # the imported modules are for good: keep them out of full collections
+    out.write(READY_LINE)  # the init phase is over: invocations are timed from here on
+    out.flush()
     for line in sys.stdin:
         request = json.loads(line)
         context = LambdaContext(

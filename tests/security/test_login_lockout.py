@@ -2,7 +2,7 @@
 addresses, and the owner's own sign-in while it happens.
 
 Requests go over real HTTPS to the local API gateway and the login Lambda's worker processes
-(up to 8 run at once, as Lambda would run them in parallel). Each client binds its own
+(as many at once as the account's unreserved concurrency allows, as on AWS). Each client binds its own
 loopback address (127.0.0.x), which the gateway reports as the caller's ``sourceIp``.
 """
 
@@ -77,12 +77,15 @@ def test_a_parallel_burst_gets_no_more_checks_than_the_limit(stack: LocalStack) 
     attempts[20] = ("vera", "vera-password-1", "127.0.0.2")  # the right one, inside the burst
     results = burst(stack, attempts)
     statuses = [status for status, _, _ in results]
-    assert set(statuses) <= {200, 401, 429}, statuses
+    # 503: more logins at once than the login function's concurrency; Lambda throttles
+    # them before they run (as on AWS), which is a refusal without a check too
+    assert set(statuses) <= {200, 401, 429, 503}, statuses
     checked = statuses.count(200) + statuses.count(401)
     assert 1 <= checked <= PAIR_LIMIT, statuses
+    assert statuses.count(429) >= 1, statuses
     for status, body, headers in results:
-        if status == 429:
-            assert body["error"] == "too_many_attempts"
+        if status in (429, 503):
+            assert body["error"] == ("too_many_attempts" if status == 429 else "unavailable")
             assert int(headers["retry-after"]) >= 1
     # the attacker's address stays refused for vera, even with the right password ...
     assert post_login(stack, "vera", "vera-password-1", "127.0.0.2")[0] == 429
