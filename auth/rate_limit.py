@@ -102,6 +102,8 @@ class Reservation:
     store: UsersStore
     held: list[str]
     ttl: int
+    familiar_until: float = 0.0
+    """Until when the address is remembered as familiar to the account (0: it is not)."""
 
     def release(self) -> None:
         """Give back every held attempt (idempotent)."""
@@ -126,8 +128,13 @@ class LoginThrottle:
         Either every bucket got its attempt, or none keeps one: a full bucket gives back the
         attempts already taken by this call before raising.
         """
-        familiar = account is not None and self.store.is_familiar(account, address, self.clock())
-        return self.reserve_buckets(buckets_for(self.limits, address, account, familiar=familiar))
+        until = self.store.familiar_until(account, address) if account is not None else 0.0
+        familiar = until > self.clock()
+        reservation = self.reserve_buckets(
+            buckets_for(self.limits, address, account, familiar=familiar)
+        )
+        reservation.familiar_until = until
+        return reservation
 
     def reserve_buckets(self, buckets: Sequence[Bucket]) -> Reservation:
         """Reserve one attempt in each of ``buckets`` (see :meth:`reserve`)."""
@@ -144,8 +151,14 @@ class LoginThrottle:
         return reservation
 
     def succeeded(self, reservation: Reservation, address: str, account: str | None) -> None:
-        """After a successful sign-in: give the attempts back and remember the address."""
+        """After a successful sign-in: give the attempts back and remember the address.
+
+        The address's memory is written when it is new or half its time has passed, so a
+        returning user costs no write, and an address in regular use stays familiar.
+        """
         reservation.release()
-        if account is not None:
-            days = self.limits.known_address_days
-            self.store.remember_familiar(account, address, int(self.clock() + days * 86400))
+        if account is None:
+            return
+        now, keep_s = self.clock(), self.limits.known_address_days * 86400
+        if reservation.familiar_until - now < keep_s / 2:  # new, or half its time is gone
+            self.store.remember_familiar(account, address, int(now + keep_s))

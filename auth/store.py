@@ -285,14 +285,12 @@ class UsersStore:
         )
         return int(item.get("attempts", {}).get("N", "0")) if item else 0
 
-    def is_familiar(self, account: str, address: str, now: float) -> bool:
-        """Whether ``address`` signed in to ``account`` and that is remembered at ``now``."""
+    def familiar_until(self, account: str, address: str) -> float:
+        """Until when ``address`` is remembered as familiar to ``account`` (0: it is not)."""
         item = self._call(
             "get_item", Key={"pk": _s(f"familiar#{account}#{address}")}, ConsistentRead=True
         ).get("Item")
-        if item is None:
-            return False
-        return float(item.get("expires_at", {}).get("N", "0")) > now
+        return float(item.get("expires_at", {}).get("N", "0")) if item else 0.0
 
     def remember_familiar(self, account: str, address: str, until: int) -> None:
         """Remember that ``address`` signed in to ``account`` (until ``until``, epoch s)."""

@@ -213,6 +213,27 @@ def test_guesses_from_unfamiliar_addresses_are_bounded_per_hour(stack: SigninSta
     assert stack.post(password("fay", "fay-password-1"), source_ip="10.5.2.1")[0] == 200
 
 
+def test_an_address_stays_familiar_while_used_and_is_forgotten_after(
+    stack: SigninStack, clock: Clock
+):
+    day = 86400
+
+    def spend_the_strangers_budget(tag: str) -> None:
+        for attempt in range(6):
+            assert stack.post(password("hana", "bad"), source_ip=f"10.6.{tag}.{attempt}")[0] == 401
+
+    stack.add_user("hana", "hana-password-1")
+    assert stack.post(password("hana", "hana-password-1"), source_ip="10.6.0.1")[0] == 200
+    clock.now += 20 * day  # used again after 20 of its 30 days: remembered 30 more
+    assert stack.post(password("hana", "hana-password-1"), source_ip="10.6.0.1")[0] == 200
+    clock.now += 25 * day
+    spend_the_strangers_budget("1")
+    assert stack.post(password("hana", "hana-password-1"), source_ip="10.6.0.1")[0] == 200
+    clock.now += 31 * day  # 31 days after its last use: forgotten
+    spend_the_strangers_budget("2")
+    assert stack.post(password("hana", "hana-password-1"), source_ip="10.6.0.1")[0] == 429
+
+
 def test_unknown_users_are_throttled_like_known_ones(stack: SigninStack, clock: Clock):
     for attempt in range(3):
         assert stack.post(password("ghost", f"x{attempt}"), source_ip="10.1.0.1")[0] == 401
