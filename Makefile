@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/publisher.py
 	$(PY) bench/e2e.py
 	$(PY) bench/client.py
+	$(PY) bench/micro.py
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache
