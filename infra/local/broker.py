@@ -11,28 +11,47 @@ broker behaves as AWS IoT Core does for MQTT 3.1.1 and MQTT 5 clients:
   subscriptions per connection, keep-alive range, publish rate, connection lifetime);
 * QoS 0 and 1 (QoS 2 refused), retained messages (not sent to wildcard subscriptions),
   persistent sessions with queued QoS 1 messages, client-id takeover, will messages, and the
-  ``$aws/events/presence`` / ``$aws/events/subscriptions`` lifecycle events.
+  ``$aws/events/presence`` / ``$aws/events/subscriptions`` lifecycle events;
+* shared subscriptions ``$share/<ShareName>/<TopicFilter>`` (MQTT 3.1.1 and 5): each message
+  goes to one member of the group, chosen at random among the members that may receive it
+  (connected ones first). ``iot:Subscribe`` is checked on ``topicfilter/$share/<ShareName>/
+  <TopicFilter>``, as AWS IoT does, and ``iot:Receive`` on the message's own topic for each
+  delivery, so sharing never lets an identity read a topic its policy does not let it receive.
+  Retained messages are not sent to shared subscriptions; No Local on one is a protocol error;
+* MQTT 5 flow limits: the client's Maximum Packet Size (a PUBLISH that would exceed it is
+  dropped for that client as if delivered; reason strings are left out of acknowledgements
+  that would exceed it), Receive Maximum, and the Message Expiry Interval (capped at AWS IoT's
+  maximum; a queued message is dropped once it expires and is sent with the time it has left);
+* what AWS IoT advertises in an MQTT 5 CONNACK: Maximum Packet Size 149,504, Receive Maximum
+  100, Topic Alias Maximum 8, Maximum QoS 1, Subscription Identifiers Available 0 (a
+  SUBSCRIBE carrying a Subscription Identifier is refused, SUBACK 0xA1 for each filter) and
+  shared subscriptions available.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
+import math
+import random
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from infra.local import mqtt_codec as mq
 from infra.local.credential_store import StoredCredential
 from infra.local.iam_policy import is_allowed
 from infra.local.topics import (
+    SHARE_PREFIX,
     SubscriptionIndex,
     TopicError,
     has_wildcards,
+    split_shared_filter,
     validate_topic_filter,
     validate_topic_name,
 )
@@ -48,7 +67,15 @@ log = logging.getLogger("tidings.gateway")
 
 # AWS IoT Core's documented limits.
 MAX_PAYLOAD_BYTES = 128 * 1024
-MAX_PACKET_BYTES = 149_504  # what AWS IoT advertises to MQTT 5 clients
+MAX_PACKET_BYTES = 149_504
+"""The Maximum Packet Size AWS IoT Core puts in its MQTT 5 CONNACK (as captured from the
+service by the AWS CRT client): the 128 KiB payload limit plus room for topic and properties.
+A larger packet from a client is refused with DISCONNECT 0x95, as is any payload over
+:data:`MAX_PAYLOAD_BYTES`."""
+MAX_MESSAGE_EXPIRY_S = 7 * 24 * 3600
+"""AWS IoT's largest Message Expiry Interval; a larger one is lowered to it."""
+MAX_SUBSCRIPTIONS_PER_SHARED_GROUP = 100
+"""AWS IoT's "Shared Subscriptions per group" quota."""
 MAX_CLIENT_ID_BYTES = 128
 MAX_FILTERS_PER_SUBSCRIBE = 8
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
@@ -77,8 +104,8 @@ RC_TOPIC_ALIAS_INVALID = 0x94
 RC_PACKET_TOO_LARGE = 0x95
 RC_QUOTA_EXCEEDED = 0x97
 RC_QOS_NOT_SUPPORTED = 0x9B
-RC_SHARED_SUBS_NOT_SUPPORTED = 0x9E
 RC_MAXIMUM_CONNECT_TIME = 0xA0
+RC_SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
 
 # MQTT 3.1.1 CONNACK return codes.
 V3_CONNACK_ACCEPTED = 0
@@ -112,6 +139,7 @@ class BrokerConfig:
     publish_rate_per_s: float = 100.0
     """Publishes per second per connection; 0 turns the limit off (benchmarks)."""
     max_session_expiry_s: int = 3600
+    max_message_expiry_s: int = MAX_MESSAGE_EXPIRY_S
     max_queued_per_session: int = 1000
     connect_timeout_s: float = 10.0
 
@@ -127,6 +155,8 @@ class _Pending:
     qos: int
     retain: bool
     properties: mq.Properties
+    expires_at: float | None = None
+    """When its Message Expiry Interval runs out (broker clock); None if it has none."""
     templates: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     """Per protocol level, the QoS 1 PUBLISH bytes before and after the packet id: a fan-out
     encodes the message once and only splices each subscriber's packet id in."""
@@ -174,16 +204,38 @@ class Session:
         raise RuntimeError("no free packet id")  # pragma: no cover - bounded by receive max
 
 
+@dataclass(eq=False)
+class SharedGroup:
+    """The sessions subscribed to one ``$share/<ShareName>/<TopicFilter>``."""
+
+    share_name: str
+    topic_filter: str
+    members: dict[Session, int] = field(default_factory=dict)
+    """Member session -> granted QoS, in the order they joined."""
+
+
 class Broker:
     """All sessions and subscriptions of one gateway."""
 
-    def __init__(self, config: BrokerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.rng = rng or random.Random()
+        """Picks the member of a shared subscription group that gets a message."""
         self.sessions: dict[str, Session] = {}
         self.index: SubscriptionIndex[Session] = SubscriptionIndex()
+        self.shared: SubscriptionIndex[SharedGroup] = SubscriptionIndex()
+        self.shared_groups: dict[str, SharedGroup] = {}
+        """Full ``$share/...`` filter -> its group."""
         self.retained: dict[str, _Pending] = {}
         self.connections: set[MqttConnection] = set()
+        self.size_limited: set[MqttConnection] = set()
+        """Connections whose client declared a Maximum Packet Size."""
         self._versions: dict[str, int] = {}
         self.deliveries = 0
 
@@ -230,14 +282,23 @@ class Broker:
     ) -> int:
         """Deliver a message to every authorised subscriber; returns how many got it."""
         props = properties or {}
+        expires_at: float | None = None
+        if props:
+            interval = props.get(mq.PROP_MESSAGE_EXPIRY)
+            if interval is not None:
+                if interval > self.config.max_message_expiry_s:
+                    interval = self.config.max_message_expiry_s
+                    props = {**props, mq.PROP_MESSAGE_EXPIRY: interval}
+                expires_at = self.clock() + interval
         if retain:
             if payload:
-                self.retained[topic] = _Pending(topic, payload, qos, True, props)
+                self.retained[topic] = _Pending(topic, payload, qos, True, props, expires_at)
             else:
                 self.retained.pop(topic, None)
         delivered = 0
         frame_cache: dict[int, bytes] = {}
-        shared: _Pending | None = None
+        pending: _Pending | None = None
+        limited = bool(self.size_limited)
         for session, granted in self.index.match(topic).items():
             connection = session.connection
             if (
@@ -259,15 +320,113 @@ class Broker:
                     frame_cache[level] = data
                 if connection.sink.is_congested():
                     continue
+                if limited and len(data) > connection.max_packet_out:
+                    continue  # MQTT 5: discarded for this client, as if it had been sent
                 connection.sink.send(data)
                 delivered += 1
             else:
-                if shared is None or shared.qos != effective_qos:
-                    shared = _Pending(topic, payload, effective_qos, False, props)
-                if self._deliver(session, shared):
+                if pending is None or pending.qos != effective_qos:
+                    pending = _Pending(topic, payload, effective_qos, False, props, expires_at)
+                if self._deliver(session, pending):
                     delivered += 1
+        if self.shared_groups:
+            delivered += self._publish_shared(topic, payload, qos, props, expires_at)
         self.deliveries += delivered
         return delivered
+
+    def _publish_shared(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        props: mq.Properties,
+        expires_at: float | None,
+    ) -> int:
+        """One delivery per shared subscription group whose filter matches ``topic``."""
+        delivered = 0
+        for group in self.shared.match(topic):
+            session = self._pick_member(group, topic, qos)
+            if session is None:
+                continue
+            granted = group.members[session]
+            message = _Pending(topic, payload, min(qos, granted), False, props, expires_at)
+            if self._deliver(session, message):
+                delivered += 1
+        return delivered
+
+    def _pick_member(self, group: SharedGroup, topic: str, qos: int) -> Session | None:
+        """A random member allowed to receive ``topic``; a connected one if there is any.
+
+        An offline persistent session is chosen only when no member is connected and the
+        message will be queued for it (QoS 1 on both sides).
+        """
+        members = list(group.members)
+        count = len(members)
+        start = self.rng.randrange(count)
+        offline: Session | None = None
+        for step in range(count):
+            session = members[(start + step) % count]
+            credential = session.connection.credential if session.connection else session.credential
+            if credential is None or not self._may_receive(session, credential, topic):
+                continue
+            if session.connection is not None:
+                return session
+            if offline is None and qos and group.members[session]:
+                offline = session
+        return offline
+
+    # ----------------------------------------------------------------- subscriptions
+    def add_subscription(self, session: Session, topic_filter: str, granted: int) -> None:
+        """Record a (validated and authorised) subscription of ``session``."""
+        session.subscriptions[topic_filter] = granted
+        if not topic_filter.startswith(SHARE_PREFIX):
+            self.index.add(topic_filter, session, granted)
+            return
+        group = self.shared_groups.get(topic_filter)
+        if group is None:
+            parts = split_shared_filter(topic_filter)
+            assert parts is not None
+            group = SharedGroup(*parts)
+            self.shared_groups[topic_filter] = group
+            self.shared.add(group.topic_filter, group, 0)
+        group.members[session] = granted
+
+    def remove_subscription(self, session: Session, topic_filter: str) -> bool:
+        """Forget a subscription of ``session``; returns whether it existed."""
+        if session.subscriptions.pop(topic_filter, None) is None:
+            return False
+        if not topic_filter.startswith(SHARE_PREFIX):
+            self.index.remove(topic_filter, session)
+            return True
+        group = self.shared_groups.get(topic_filter)
+        if group is not None:
+            group.members.pop(session, None)
+            if not group.members:
+                del self.shared_groups[topic_filter]
+                self.shared.remove(group.topic_filter, group)
+        return True
+
+    def shared_group_is_full(self, session: Session, topic_filter: str) -> bool:
+        """Whether ``session`` joining this ``$share/...`` filter would exceed AWS's quota."""
+        group = self.shared_groups.get(topic_filter)
+        return (
+            group is not None
+            and session not in group.members
+            and len(group.members) >= MAX_SUBSCRIPTIONS_PER_SHARED_GROUP
+        )
+
+    def aged(self, message: _Pending) -> _Pending | None:
+        """``message`` as it may be sent now: None once its Message Expiry Interval has passed,
+        else a copy whose interval is the time it has left (MQTT 5 §3.3.2.3.3)."""
+        if message.expires_at is None:
+            return message
+        remaining = math.ceil(message.expires_at - self.clock())
+        if remaining <= 0:
+            return None
+        props = {**message.properties, mq.PROP_MESSAGE_EXPIRY: remaining}
+        return _Pending(
+            message.topic, message.payload, message.qos, message.retain, props, message.expires_at
+        )
 
     def _may_receive(self, session: Session, credential: StoredCredential, topic: str) -> bool:
         connection = session.connection
@@ -288,18 +447,18 @@ class Broker:
             session.queue.append(message)
             return True
         if message.qos == 0:
-            connection.sink.send(
-                mq.encode_publish(
-                    message.topic,
-                    message.payload,
-                    0,
-                    None,
-                    connection.protocol_level,
-                    message.retain,
-                    False,
-                    message.properties,
-                )
+            data = mq.encode_publish(
+                message.topic,
+                message.payload,
+                0,
+                None,
+                connection.protocol_level,
+                message.retain,
+                False,
+                message.properties,
             )
+            if len(data) <= connection.max_packet_out:
+                connection.sink.send(data)
             return True
         if len(session.inflight) >= connection.client_receive_maximum:
             if len(session.queue) >= self.config.max_queued_per_session:
@@ -308,23 +467,33 @@ class Broker:
             session.queue.append(message)
             return True
         packet_id = session.next_packet_id()
+        data = message.encode_qos1(packet_id, connection.protocol_level)
+        if len(data) > connection.max_packet_out:
+            return True  # MQTT 5: discarded for this client, as if it had been acknowledged
         session.inflight[packet_id] = message
-        connection.sink.send(message.encode_qos1(packet_id, connection.protocol_level))
+        connection.sink.send(data)
         return True
 
     def _drain_queue(self, session: Session) -> None:
         connection = session.connection
+        queue = session.queue
         while (
             connection is not None
-            and session.queue
+            and queue
             and (len(session.inflight) < connection.client_receive_maximum)
         ):
-            self._deliver(session, session.queue.popleft())
+            message = queue.popleft()
+            if message.expires_at is not None:
+                aged = self.aged(message)
+                if aged is None:
+                    continue  # expired while it waited: never sent
+                message = aged
+            self._deliver(session, message)
+            connection = session.connection
 
     def _drop_session(self, client_id: str, session: Session) -> None:
-        for topic_filter in session.subscriptions:
-            self.index.remove(topic_filter, session)
-        session.subscriptions.clear()
+        for topic_filter in list(session.subscriptions):
+            self.remove_subscription(session, topic_filter)
         if self.sessions.get(client_id) is session:
             del self.sessions[client_id]
 
@@ -370,7 +539,8 @@ class MqttConnection:
         self.connected = False
         self.closed = False
         self.client_receive_maximum = 65535
-        self.client_max_packet = MAX_PACKET_BYTES
+        self.max_packet_out = mq.MAX_REMAINING_LENGTH + 5
+        """The client's MQTT 5 Maximum Packet Size: nothing larger is sent to it."""
         self.session_identifier = str(uuid.uuid4())
         self.will: mq.Will | None = None
         self.topic_aliases: dict[int, str] = {}
@@ -388,8 +558,29 @@ class MqttConnection:
         return self.protocol_level == 5
 
     def send_packet(self, packet: mq.Packet) -> None:
-        """Encode and queue one packet."""
-        self.sink.send(mq.encode(packet, self.protocol_level))
+        """Encode and queue one packet (never larger than the client's Maximum Packet Size)."""
+        data = mq.encode(packet, self.protocol_level)
+        if len(data) > self.max_packet_out:
+            # MQTT 5 §3.1.2.11.4: leave out the Reason String and User Properties rather than
+            # exceed the client's limit; a packet still too large is not sent at all.
+            properties = getattr(packet, "properties", None)
+            if properties:
+                optional = (mq.PROP_REASON_STRING, mq.PROP_USER_PROPERTY)
+                trimmed = {k: v for k, v in properties.items() if k not in optional}
+                smaller: Any = dataclasses.replace(cast(Any, packet), properties=trimmed)
+                data = mq.encode(smaller, self.protocol_level)
+            if len(data) > self.max_packet_out:
+                why = (
+                    f"{type(packet).__name__} of {len(data)} bytes exceeds the client's "
+                    f"Maximum Packet Size {self.max_packet_out}"
+                )
+                log.info("closing %s (%s): %s", self.client_id or "?", self.peer, why)
+                if not isinstance(packet, mq.Disconnect):
+                    # the conversation cannot go on without this packet: close, never hang
+                    self._finish("CLIENT_ERROR", announce=self.connected)
+                    self.sink.close(why)
+                return
+        self.sink.send(data)
 
     def allowed(self, action: str, kind: str, name: str) -> bool:
         """Policy decision for ``action`` on the IoT resource ``kind/name`` (cached)."""
@@ -536,7 +727,10 @@ class MqttConnection:
         props = packet.properties
         if self.is_v5:
             self.client_receive_maximum = int(props.get(mq.PROP_RECEIVE_MAXIMUM, 65535))
-            self.client_max_packet = int(props.get(mq.PROP_MAX_PACKET_SIZE, MAX_PACKET_BYTES))
+            max_packet = props.get(mq.PROP_MAX_PACKET_SIZE)
+            if max_packet is not None:
+                self.max_packet_out = int(max_packet)
+                broker.size_limited.add(self)
             expiry = int(props.get(mq.PROP_SESSION_EXPIRY, 0))
         else:
             self.client_receive_maximum = RECEIVE_MAXIMUM
@@ -577,7 +771,7 @@ class MqttConnection:
                 mq.PROP_RECEIVE_MAXIMUM: RECEIVE_MAXIMUM,
                 mq.PROP_WILDCARD_SUB_AVAILABLE: 1,
                 mq.PROP_SUB_ID_AVAILABLE: 0,
-                mq.PROP_SHARED_SUB_AVAILABLE: 0,
+                mq.PROP_SHARED_SUB_AVAILABLE: 1,
             }
             if keep_alive != packet.keep_alive:
                 ack_props[mq.PROP_SERVER_KEEP_ALIVE] = keep_alive
@@ -586,6 +780,8 @@ class MqttConnection:
             if expiry != int(props.get(mq.PROP_SESSION_EXPIRY, 0)):
                 ack_props[mq.PROP_SESSION_EXPIRY] = expiry
         self.send_packet(mq.Connack(session_present, RC_SUCCESS, ack_props))
+        if self.closed:
+            return  # the CONNACK did not fit the client's Maximum Packet Size
         log.info(
             "connected %s (%s) as %s, MQTT %s",
             client_id,
@@ -607,18 +803,20 @@ class MqttConnection:
         )
         if session_present:
             for packet_id, message in list(session.inflight.items()):
-                self.sink.send(
-                    mq.encode_publish(
-                        message.topic,
-                        message.payload,
-                        1,
-                        packet_id,
-                        self.protocol_level,
-                        message.retain,
-                        True,
-                        message.properties,
-                    )
+                data = mq.encode_publish(
+                    message.topic,
+                    message.payload,
+                    1,
+                    packet_id,
+                    self.protocol_level,
+                    message.retain,
+                    True,
+                    message.properties,
                 )
+                if len(data) > self.max_packet_out:
+                    del session.inflight[packet_id]  # too large for this client: discarded
+                    continue
+                self.sink.send(data)
             broker._drain_queue(session)
 
     # ----------------------------------------------------------------- PUBLISH
@@ -726,6 +924,25 @@ class MqttConnection:
         session = self.session
         if session is None:
             return
+        if self.is_v5 and mq.PROP_SUBSCRIPTION_ID in packet.properties:
+            # AWS IoT advertises Subscription Identifiers Available = 0 and accepts none of them
+            log.info("refused a SUBSCRIBE with a Subscription Identifier from %s", self.client_id)
+            self.send_packet(
+                mq.Suback(
+                    packet.packet_id,
+                    [RC_SUBSCRIPTION_IDS_NOT_SUPPORTED] * len(packet.subscriptions),
+                    {mq.PROP_REASON_STRING: "AWS IoT does not support Subscription Identifiers"},
+                )
+            )
+            return
+        for topic_filter, options in packet.subscriptions:
+            if options.no_local and topic_filter.startswith(SHARE_PREFIX):
+                self.disconnect(
+                    RC_PROTOCOL_ERROR,
+                    "CLIENT_ERROR",
+                    f"No Local is set on the shared subscription {topic_filter!r}",
+                )
+                return
         codes: list[int] = []
         accepted: list[tuple[str, int]] = []
         failure = V3_SUBACK_FAILURE
@@ -736,8 +953,7 @@ class MqttConnection:
                 continue
             granted = min(options.qos, 1)
             is_new = topic_filter not in session.subscriptions
-            session.subscriptions[topic_filter] = granted
-            self.broker.index.add(topic_filter, session, granted)
+            self.broker.add_subscription(session, topic_filter, granted)
             if options.no_local:
                 self.no_local.add(topic_filter, 0, 0)
             else:
@@ -752,12 +968,19 @@ class MqttConnection:
                 f"$aws/events/subscriptions/subscribed/{self.client_id}",
                 self._subscription_event("subscribed", [f for f, _ in accepted]),
             )
+        retained_messages = self.broker.retained
         for topic_filter, granted in accepted:
-            if granted < 0 or has_wildcards(topic_filter):
-                continue  # AWS IoT sends no retained messages to wildcard subscriptions
-            retained = self.broker.retained.get(topic_filter)
+            if granted < 0 or has_wildcards(topic_filter) or topic_filter.startswith(SHARE_PREFIX):
+                continue  # AWS IoT sends no retained messages to wildcard or shared subscriptions
+            retained = retained_messages.get(topic_filter)
             if retained is None or not self.allowed("iot:Receive", "topic", topic_filter):
                 continue
+            if retained.expires_at is not None:
+                aged = self.broker.aged(retained)
+                if aged is None:
+                    del retained_messages[topic_filter]  # its Message Expiry Interval passed
+                    continue
+                retained = aged
             self.broker._deliver(
                 session,
                 _Pending(
@@ -766,16 +989,17 @@ class MqttConnection:
                     min(retained.qos, granted),
                     True,
                     retained.properties,
+                    retained.expires_at,
                 ),
             )
 
     def _check_filter(self, session: Session, topic_filter: str, position: int) -> int | None:
         if position >= MAX_FILTERS_PER_SUBSCRIBE:
             return RC_QUOTA_EXCEEDED
-        if topic_filter.startswith("$share/"):
-            return RC_SHARED_SUBS_NOT_SUPPORTED
         try:
-            validate_topic_filter(topic_filter)
+            shared = split_shared_filter(topic_filter)
+            if shared is None:
+                validate_topic_filter(topic_filter)
         except TopicError as exc:
             log.info("refused filter %r from %s: %s", topic_filter, self.client_id, exc)
             return RC_TOPIC_FILTER_INVALID
@@ -784,6 +1008,10 @@ class MqttConnection:
             and len(session.subscriptions) >= MAX_SUBSCRIPTIONS_PER_CONNECTION
         ):
             return RC_QUOTA_EXCEEDED
+        if shared is not None and self.broker.shared_group_is_full(session, topic_filter):
+            return RC_QUOTA_EXCEEDED
+        # AWS IoT authorises a shared subscription on its whole filter:
+        # topicfilter/$share/<ShareName>/<TopicFilter>
         if not self.allowed("iot:Subscribe", "topicfilter", topic_filter):
             log.info("unauthorized subscribe by %s to %s", self.client_id, topic_filter)
             return RC_NOT_AUTHORIZED
@@ -806,9 +1034,8 @@ class MqttConnection:
         codes = []
         removed = []
         for topic_filter in packet.topic_filters:
-            existed = session.subscriptions.pop(topic_filter, None) is not None
+            existed = self.broker.remove_subscription(session, topic_filter)
             if existed:
-                self.broker.index.remove(topic_filter, session)
                 removed.append(topic_filter)
             self.no_local.remove(topic_filter, 0)
             codes.append(RC_SUCCESS if existed else RC_NO_SUBSCRIPTION_EXISTED)
@@ -858,6 +1085,7 @@ class MqttConnection:
         self.closed = True
         broker = self.broker
         broker.connections.discard(self)
+        broker.size_limited.discard(self)
         session = self.session
         if not self.connected or session is None or session.connection is not self:
             return

@@ -6,7 +6,10 @@ transport, whose 256 KiB per-connection read buffer would make thousands of idle
 expensive. After TLS, a connection speaks HTTP/1.1:
 
 * ``GET /mqtt`` with a SigV4-presigned query (services ``iotdevicegateway`` and ``iotdata``)
-  upgrades to a WebSocket carrying MQTT 3.1.1 or 5 (:mod:`infra.local.broker`);
+  upgrades to a WebSocket carrying MQTT 3.1.1 or 5 (:mod:`infra.local.broker`: sessions,
+  shared subscriptions, MQTT 5 limits and what the CONNACK advertises). An MQTT packet over
+  the advertised 149,504 bytes gets DISCONNECT 0x95; a WebSocket message over that plus
+  1 KiB is closed at the WebSocket level (1009) before it is buffered;
 * ``POST /topics/{topic}?qos=&retain=`` with a SigV4 ``Authorization`` header is the
   ``iot-data`` Publish API that boto3 calls;
 * ``GET /health`` answers ``{"status": "ok"}`` for readiness checks.

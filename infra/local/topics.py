@@ -1,8 +1,10 @@
 """MQTT topic names and filters as AWS IoT Core accepts them, and a subscription index.
 
-Pure logic: validation (AWS IoT limits: 256 bytes, 7 slashes) and a trie that finds the
-subscribers whose filters match a topic, honouring ``+``, ``#`` and the rule that wildcards
-never match topics starting with ``$``.
+Pure logic: validation (AWS IoT limits: 256 bytes, 7 slashes), shared-subscription filters
+(``$share/<ShareName>/<TopicFilter>``: the share name is 1-128 bytes without ``/``, ``+`` or
+``#``; the topic filter obeys the ordinary limits, so the two slashes the ``$share`` form adds
+are not counted) and a trie that finds the subscribers whose filters match a topic, honouring
+``+``, ``#`` and the rule that wildcards never match topics starting with ``$``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 __all__ = [
+    "MAX_SHARE_NAME_BYTES",
     "MAX_TOPIC_BYTES",
     "MAX_TOPIC_SLASHES",
+    "SHARE_PREFIX",
     "SubscriptionIndex",
     "TopicError",
     "has_wildcards",
+    "split_shared_filter",
     "validate_topic_filter",
     "validate_topic_name",
 ]
 
 MAX_TOPIC_BYTES = 256
 MAX_TOPIC_SLASHES = 7
+MAX_SHARE_NAME_BYTES = 128
+SHARE_PREFIX = "$share/"
 
 # Reserved topics whose fixed leading segments AWS IoT does not count against the slash limit.
 _RESERVED_PREFIXES = ("$aws/rules/",)
@@ -67,6 +74,29 @@ def validate_topic_filter(topic_filter: str) -> None:
             raise TopicError("'#' must be a whole level and the last one")
         if "+" in level and level != "+":
             raise TopicError("'+' must occupy a whole level")
+
+
+def split_shared_filter(topic_filter: str) -> tuple[str, str] | None:
+    """``(share name, topic filter)`` of a ``$share/...`` filter; None for an ordinary one.
+
+    Raises :class:`TopicError` for a ``$share/`` filter AWS IoT would refuse.
+    """
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None
+    share_name, slash, inner = topic_filter[len(SHARE_PREFIX) :].partition("/")
+    if not slash:
+        raise TopicError("a shared subscription needs the form $share/<ShareName>/<TopicFilter>")
+    if not share_name:
+        raise TopicError("the share name of a shared subscription is empty")
+    if "+" in share_name or "#" in share_name:
+        raise TopicError("the share name of a shared subscription cannot contain '+' or '#'")
+    size = len(share_name.encode("utf-8"))
+    if size > MAX_SHARE_NAME_BYTES:
+        raise TopicError(
+            f"the share name is {size} bytes; AWS IoT allows at most {MAX_SHARE_NAME_BYTES}"
+        )
+    validate_topic_filter(inner)
+    return share_name, inner
 
 
 def has_wildcards(topic_filter: str) -> bool:

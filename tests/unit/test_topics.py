@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from infra.local.topics import (
     SubscriptionIndex,
     TopicError,
+    split_shared_filter,
     validate_topic_filter,
     validate_topic_name,
 )
@@ -106,3 +107,41 @@ def _direct(topic_filter: str, topic: str) -> bool:
         if level != "+" and level != t_levels[i]:
             return False
     return len(f_levels) == len(t_levels)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "parts"),
+    [
+        ("a/b", None),
+        ("$aws/events/#", None),
+        ("$share/g/a/b", ("g", "a/b")),
+        ("$share/group-1/a/+/#", ("group-1", "a/+/#")),
+        ("$share/g/#", ("g", "#")),
+        ("$share/g/$aws/events/presence/+/+", ("g", "$aws/events/presence/+/+")),
+        # the two slashes of the $share form are not counted against the limit of 7
+        ("$share/g/a/b/c/d/e/f/g/h", ("g", "a/b/c/d/e/f/g/h")),
+        ("$share/" + "n" * 128 + "/" + "t" * 256, ("n" * 128, "t" * 256)),
+    ],
+)
+def test_shared_filters_split(topic_filter: str, parts: tuple[str, str] | None) -> None:
+    assert split_shared_filter(topic_filter) == parts
+
+
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        "$share/g",  # no topic filter
+        "$share//a",  # empty share name
+        "$share/g/",  # empty topic filter
+        "$share/g+/a",
+        "$share/g#/a",
+        "$share/+/a",
+        "$share/g/a#",
+        "$share/g/a/b/c/d/e/f/g/h/i",  # 8 slashes in the topic filter itself
+        "$share/" + "n" * 129 + "/a",
+        "$share/g/" + "t" * 257,
+    ],
+)
+def test_invalid_shared_filters(topic_filter: str) -> None:
+    with pytest.raises(TopicError):
+        split_shared_filter(topic_filter)
