@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test check lint typecheck bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy backend auth client_sdk infra
 
+# The whole suite, two test processes (a test file stays in one process, so its module-scoped
+# servers are shared as written). PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# The quick loop: unit and functional tests only.
+check: $(STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/functional
 
 bench: $(STAMP)
 	$(PY) bench/fanout.py
