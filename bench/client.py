@@ -531,7 +531,9 @@ def time_log_query(stack: Any, channel: str, after: int, repeats: int = 3) -> fl
                 "X-Amz-Target": "DynamoDB_20120810.Query",
             },
         )
-        SigV4Auth(Credentials("local", "local"), "dynamodb", REGION).add_auth(request)
+        developer = stack.developer
+        credentials = Credentials(developer.access_key_id, developer.secret_access_key)
+        SigV4Auth(credentials, "dynamodb", REGION).add_auth(request)
         parts = urlsplit(url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
         started = time.perf_counter()

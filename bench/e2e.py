@@ -347,7 +347,9 @@ def writer_process(settings: dict[str, Any], pipe: Any) -> None:
 
         workers = settings["writers"]
         dynamodb = boto3.session.Session(
-            region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+            region_name=REGION,
+            aws_access_key_id=settings["developer_key"][0],
+            aws_secret_access_key=settings["developer_key"][1],
         ).client(
             "dynamodb",
             endpoint_url=settings["moto_url"],
@@ -699,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                     "identity_url": stack.identity_url,
                     "iot_port": stack.iot_port,
                     "moto_url": stack.moto_url,
+                    "developer_key": [
+                        stack.developer.access_key_id,
+                        stack.developer.secret_access_key,
+                    ],
                     "table": stack.tables["ScoresTable"],
                     "users": users,
                     "subscribers": subscribers_n,

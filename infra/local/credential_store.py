@@ -13,12 +13,17 @@ For development and tests the store can also be loaded from a JSON file::
         "expiration": "2026-11-23T12:00:00Z",        # optional; ISO 8601 or epoch seconds
         "principal": "us-east-1:1234-...",           # identity id, role session, or user
         "policy_sets": [[{...policy document...}], [{...}]],
-        "variables": {"cognito-identity.amazonaws.com:sub": "us-east-1:1234-..."}
+        "variables": {"cognito-identity.amazonaws.com:sub": "us-east-1:1234-..."},
+        "arn": "arn:aws:sts::123456789012:assumed-role/Role/Session"   # optional
     }]}
 
 ``policy_sets`` is a list of policy-document lists. An action is allowed only when every set
 allows it and no document denies it: for a Cognito identity on AWS IoT, the first set is the
 authenticated role's IAM policies and the second the IoT policies attached to the identity.
+
+A store tells its listeners (:meth:`CredentialStore.add_listener`) about every key put or
+removed: the local stack mirrors its store into the moto process that way, so that the AWS
+APIs moto serves verify the same keys.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +57,9 @@ class StoredCredential:
     policy_sets: tuple[tuple[PolicyDocument, ...], ...] = ()
     variables: Mapping[str, str] = field(default_factory=dict)
     """Values of policy variables, without ``${}``: ``cognito-identity.amazonaws.com:sub``."""
+    arn: str | None = None
+    """The principal's ARN as AWS names it in an AccessDenied message (an assumed role's
+    session, an IAM user); ``None``: :attr:`principal` is used."""
 
     def is_expired(self, now: float | None = None) -> bool:
         """True once the credential's expiration has passed."""
@@ -60,19 +68,34 @@ class StoredCredential:
         return (time.time() if now is None else now) >= self.expiration
 
 
+Listener = Callable[[str, StoredCredential | None], None]
+"""Called with (access key id, the credential put) or (access key id, ``None``) on removal."""
+
+
 class CredentialStore:
     """Thread-safe map of access key id → :class:`StoredCredential`."""
 
     def __init__(self, credentials: Iterable[StoredCredential] = ()) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, StoredCredential] = {}
+        self._listeners: list[Listener] = []
         for credential in credentials:
             self.put(credential)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` after every :meth:`put` and :meth:`remove`, in the caller's
+        thread and before that call returns (so a key is known to every listener by the time
+        whoever minted it hands it out). Purged keys are not reported: they have expired."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def put(self, credential: StoredCredential) -> None:
         """Add or replace a credential."""
         with self._lock:
             self._by_key[credential.access_key_id] = credential
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(credential.access_key_id, credential)
 
     def get(self, access_key_id: str) -> StoredCredential | None:
         """The credential for ``access_key_id``, or ``None`` if the key is unknown."""
@@ -83,6 +106,9 @@ class CredentialStore:
         """Forget a key (unknown keys are ignored)."""
         with self._lock:
             self._by_key.pop(access_key_id, None)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(access_key_id, None)
 
     def purge_expired(self, now: float | None = None, grace_s: float = 3600.0) -> int:
         """Drop keys that expired more than ``grace_s`` ago; returns how many were dropped."""
@@ -128,9 +154,7 @@ def credential_from_dict(entry: Any, where: str = "credential") -> StoredCredent
     for name in ("access_key_id", "secret_access_key", "principal"):
         if not isinstance(entry.get(name), str) or not entry[name]:
             raise CredentialFileError(f"{where}: {name!r} must be a non-empty string")
-    token = entry.get("session_token")
-    if token is not None and not isinstance(token, str):
-        raise CredentialFileError(f"{where}: 'session_token' must be a string")
+    token = _optional_string(entry, "session_token", where)
     policy_sets = entry.get("policy_sets", [])
     if not isinstance(policy_sets, list) or not all(
         isinstance(s, list) and all(isinstance(d, dict) for d in s) for s in policy_sets
@@ -149,7 +173,15 @@ def credential_from_dict(entry: Any, where: str = "credential") -> StoredCredent
         expiration=_parse_expiration(entry.get("expiration"), where),
         policy_sets=tuple(tuple(s) for s in policy_sets),
         variables=dict(variables),
+        arn=_optional_string(entry, "arn", where),
     )
+
+
+def _optional_string(entry: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = entry.get(name)
+    if value is not None and not isinstance(value, str):
+        raise CredentialFileError(f"{where}: {name!r} must be a string")
+    return value
 
 
 def credential_to_dict(credential: StoredCredential) -> dict[str, Any]:
@@ -162,6 +194,7 @@ def credential_to_dict(credential: StoredCredential) -> dict[str, Any]:
         "principal": credential.principal,
         "policy_sets": [list(s) for s in credential.policy_sets],
         "variables": dict(credential.variables),
+        "arn": credential.arn,
     }
 
 

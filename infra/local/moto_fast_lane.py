@@ -9,6 +9,9 @@ whose ``X-Amz-Target`` names DynamoDB or DynamoDB Streams goes to the same moto 
 class and the same ``call_action`` (same backends, parsing of the parameters, errors,
 serialisation and headers), with only the attributes those handlers read set up. Anything
 else (other services, compressed bodies, query strings) takes moto's usual road.
+
+Signatures and IAM are checked in front of both roads, once, by
+:class:`~infra.local.moto_auth.MotoAuth` (which hands the JSON body it parsed on to here).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlparse
+
+from infra.local.moto_auth import PARSED_JSON
 
 __all__ = ["FastLane"]
 
@@ -69,7 +74,7 @@ class FastLane:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length > 0 else b""
-        document = self._document(handler_class, action, body)
+        document = self._document(handler_class, action, body, environ.get(PARSED_JSON))
         if isinstance(document, tuple):  # refused
             status, headers, content = document
         else:
@@ -89,15 +94,18 @@ class FastLane:
         return [data]
 
     def _document(
-        self, handler_class: Any, action: str, body: bytes
+        self, handler_class: Any, action: str, body: bytes, parsed: Any = None
     ) -> dict[str, Any] | tuple[int, dict[str, str], str]:
         """The call's JSON body, or AWS's 400 for a call that names no operation or whose
-        body is no JSON object (moto's own road answers both with a bare 500)."""
+        body is no JSON object (moto's own road answers both with a bare 500). ``parsed``:
+        the body as :class:`~infra.local.moto_auth.MotoAuth` already parsed it."""
         service, operations = self._operations(handler_class)
         if action not in operations:
             return _error(
                 400, _CORAL + "UnknownOperationException", f"{action} is not a {service} operation"
             )
+        if isinstance(parsed, dict):
+            return parsed
         try:
             document = json.loads(body or b"{}")
         except ValueError as exc:

@@ -1,10 +1,22 @@
 """moto in server mode in a process of its own, with the local stack's fixes applied.
 
-``python -m infra.local.moto_process PORT [NOTIFY_PORT]`` listens on 127.0.0.1 (0 picks a
-free port) and prints ``READY <port>`` once it serves. With ``NOTIFY_PORT`` it sends a UDP
-datagram holding the table name to 127.0.0.1:NOTIFY_PORT whenever a stream record is added,
-so the stream pumps read at once. Running moto apart keeps its CPU-heavy request
-handling off the process that runs the IoT gateway and the stream pumps.
+``python -m infra.local.moto_process PORT [NOTIFY_PORT] [--iam REGION ACCOUNT]`` listens on
+127.0.0.1 (0 picks a free port) and prints ``READY <port>`` once it serves. With
+``NOTIFY_PORT`` it sends a UDP datagram holding the table name to 127.0.0.1:NOTIFY_PORT
+whenever a stream record is added, so the stream pumps read at once.
+
+With ``--iam`` (the local stack always passes it) every request must be SigV4-signed with a
+key the stack issued and be allowed by that key's IAM policies
+(:class:`~infra.local.moto_auth.MotoAuth`, for the stack's region and account). The keys come
+over stdin, a pipe only the stack holds, never a file or a port: one JSON line per change,
+``{"put": {...credential...}}`` (the form :func:`~infra.local.credential_store.
+credential_from_dict` reads) or ``{"remove": "<access key id>"}``, each answered on stdout by
+``ACK <n>`` (``n`` counts the lines) once it is in effect, or ``NACK <n> <why>``; the stack
+waits for the answer before it hands a key out. End of stdin (the stack is gone) stops the
+process. Without ``--iam`` nothing is checked (the bare moto that unit-level tests use).
+
+Running moto apart keeps its CPU-heavy request handling off the process that runs the IoT
+gateway and the stream pumps.
 
 moto's app is served by :class:`~infra.local.wsgi_server.WsgiServer` (a thread per kept-alive
 connection) rather than moto's own werkzeug server, which closes the connection after every
@@ -26,14 +38,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import IO, Any
 
+from infra.local.credential_store import CredentialFileError, CredentialStore, credential_from_dict
+from infra.local.moto_auth import MotoAuth
 from infra.local.moto_fast_lane import FastLane
 from infra.local.moto_fixes import MotoVersionError, apply_local_stack_fixes, check_moto_version
 from infra.local.wsgi_server import WsgiServer
@@ -53,24 +68,77 @@ def main(argv: list[str]) -> int:
         return 1
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    notify = _Notifier(int(argv[1])).notify if len(argv) > 1 else None
+    positional, iam = _parse(argv)
+    notify = _Notifier(int(positional[1])).notify if len(positional) > 1 else None
     apply_local_stack_fixes(notify)
     logging.basicConfig(level=logging.WARNING)  # errors only, no line per request
-    port = int(argv[0]) if argv else 0
-    app: Any = DomainDispatcherApplication(create_backend_app)
+    port = int(positional[0]) if positional else 0
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    app: Any = dispatcher
     if os.environ.get("TIDINGS_MOTO_FAST_LANE", "1") != "0":
         app = FastLane(app)
+    if iam is not None:
+        credentials = CredentialStore()
+        region, account_id = iam
+        app = MotoAuth(
+            app, credentials, region=region, account_id=account_id, dispatcher=dispatcher
+        )
     try:
         server = WsgiServer(app, "127.0.0.1", port)
     except OSError as exc:
-        print(f"ERROR {exc}", flush=True)
+        _say(f"ERROR {exc}")
         return 1
     threading.Thread(target=server.run, daemon=True, name="moto-server").start()
-    print(f"READY {server.effective_port}", flush=True)
+    if iam is not None:
+        threading.Thread(
+            target=_read_credentials,
+            args=(sys.stdin, credentials),
+            daemon=True,
+            name="moto-credentials",
+        ).start()
+    _say(f"READY {server.effective_port}")
     while signal.sigwait(_SIGNALS) == signal.SIGUSR1:
-        print(f"FROZEN {_freeze_heap()}", flush=True)
+        _say(f"FROZEN {_freeze_heap()}")
     server.close()
     return 0
+
+
+def _parse(argv: list[str]) -> tuple[list[str], tuple[str, str] | None]:
+    """``PORT [NOTIFY_PORT]`` and the optional ``--iam REGION ACCOUNT``."""
+    if "--iam" not in argv:
+        return argv, None
+    at = argv.index("--iam")
+    region, account_id = argv[at + 1 : at + 3]
+    return argv[:at] + argv[at + 3 :], (region, account_id)
+
+
+_output = threading.Lock()
+
+
+def _say(line: str) -> None:
+    """One whole line on stdout (the credential reader answers from another thread)."""
+    with _output:
+        print(line, flush=True)
+
+
+def _read_credentials(stream: IO[str], credentials: CredentialStore) -> None:
+    """Apply the stack's credential changes from ``stream``; stop the process at its end."""
+    for count, line in enumerate(stream, start=1):
+        try:
+            change = json.loads(line)
+            if "put" in change:
+                credentials.put(credential_from_dict(change["put"], "put"))
+                credentials.purge_expired()
+            elif "remove" in change:
+                credentials.remove(str(change["remove"]))
+            else:
+                raise ValueError("neither put nor remove")
+        except (ValueError, TypeError, CredentialFileError) as exc:
+            _say(f"NACK {count} {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            continue
+        _say(f"ACK {count}")
+    # the stack is gone (or closed the pipe): stop as SIGTERM would
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
 
 
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}

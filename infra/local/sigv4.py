@@ -137,6 +137,7 @@ def verify_presigned(
     services: Collection[str],
     now: float | None = None,
     max_skew_s: float = 300.0,
+    s3_rules: bool = False,
 ) -> VerifiedRequest:
     """Verify a request signed in its query string (a presigned URL).
 
@@ -144,8 +145,10 @@ def verify_presigned(
     header list. ``lookup`` maps an access key id to its credential. The credential scope
     must name ``region`` and one of ``services``. With ``X-Amz-Expires`` the request is valid
     from ``X-Amz-Date - max_skew_s`` until ``X-Amz-Date + X-Amz-Expires``; without it,
-    within ``max_skew_s`` of ``now``. Returns the verified request or raises
-    :class:`SignatureError`.
+    within ``max_skew_s`` of ``now``. ``s3_rules``: S3's variant of SigV4, where the path is
+    signed exactly as received (every other service normalizes it and encodes it once more)
+    and a presigned URL's payload is ``UNSIGNED-PAYLOAD``. Returns the verified request or
+    raises :class:`SignatureError`.
     """
     try:
         moment = time.time() if now is None else now
@@ -158,8 +161,8 @@ def verify_presigned(
         credential = _lookup(lookup, auth.access_key_id)
         _check_token(credential, auth.token)
         canonical_headers = _canonical_headers(auth.signed_headers, header_map)
-        payload_hash = _presigned_payload_hash(auth, params, header_map)
-        canonical_uri = _canonical_uri(path)
+        payload_hash = _presigned_payload_hash(auth, params, header_map, s3_rules)
+        canonical_uri = (path or "/") if s3_rules else _canonical_uri(path)
         queries = [_canonical_query(params, ("X-Amz-Signature",))]
         if _single(params, "X-Amz-Security-Token") is not None:
             queries.append(_canonical_query(params, ("X-Amz-Signature", "X-Amz-Security-Token")))
@@ -188,14 +191,15 @@ def verify_authorization_header(
     services: Collection[str],
     now: float | None = None,
     max_skew_s: float = 300.0,
+    s3_rules: bool = False,
 ) -> VerifiedRequest:
     """Verify a request signed with an ``Authorization: AWS4-HMAC-SHA256 …`` header.
 
     The date comes from ``X-Amz-Date`` (or ``Date``) and must be within ``max_skew_s`` of
     ``now``. The payload hash is the ``x-amz-content-sha256`` header when present (a hex
     hash must then equal the SHA-256 of ``body``), else the SHA-256 of ``body``. The session
-    token, if any, is the ``X-Amz-Security-Token`` header. Returns the verified request or
-    raises :class:`SignatureError`.
+    token, if any, is the ``X-Amz-Security-Token`` header. ``s3_rules`` as for
+    :func:`verify_presigned`. Returns the verified request or raises :class:`SignatureError`.
     """
     try:
         moment = time.time() if now is None else now
@@ -212,7 +216,7 @@ def verify_authorization_header(
         payload_hash = declared if declared is not None else hashlib.sha256(body).hexdigest()
         request = _canonical_request(
             method,
-            _canonical_uri(path),
+            (path or "/") if s3_rules else _canonical_uri(path),
             _canonical_query(params, ()),
             canonical_headers,
             auth,
@@ -577,7 +581,10 @@ def _canonical_headers(signed: tuple[str, ...], header_map: dict[str, list[str]]
 
 
 def _presigned_payload_hash(
-    auth: _Auth, params: list[tuple[bytes, bytes]], header_map: dict[str, list[str]]
+    auth: _Auth,
+    params: list[tuple[bytes, bytes]],
+    header_map: dict[str, list[str]],
+    s3_rules: bool = False,
 ) -> str:
     if "x-amz-content-sha256" in auth.signed_headers:
         declared = _single_header(header_map, "x-amz-content-sha256")
@@ -586,7 +593,7 @@ def _presigned_payload_hash(
     from_query = _single(params, "X-Amz-Content-Sha256")
     if from_query:
         return from_query
-    return EMPTY_SHA256
+    return UNSIGNED_PAYLOAD if s3_rules else EMPTY_SHA256
 
 
 @lru_cache(maxsize=512)

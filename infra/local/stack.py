@@ -13,10 +13,22 @@
    and the event source mappings (the stream pump, with the mapping's settings and its
    on-failure destination).
 3. The endpoints are written to ``.tidings/local.env`` for any shell or tool.
+
+Credentials, as on AWS: moto checks every request's SigV4 signature and IAM policies
+(``infra/local/moto_auth.py``). At start the stack mints the developer's own key pair
+(``AKIA…``, an IAM user with ``Action: *``), which its own clients, ``stack.client()`` and
+``.tidings/local.env`` (written readable by its owner only) use; every other key it issues
+(the functions' role sessions, Cognito identities' credentials) carries its IAM policies.
+The stack's :class:`~infra.local.credential_store.CredentialStore` is mirrored into the moto
+process over its stdin, key by key, before a key is handed out. A Cognito identity's
+credential reaches moto without its IoT policy set (IoT policies apply to the IoT data plane
+only), named as AWS names it (``assumed-role/<authenticated role>/CognitoIdentityCredentials``).
+The event source mappings read their streams with their function's role, as Lambda does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -30,15 +42,16 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
 from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore, StoredCredential
+from infra.local.credential_store import CredentialStore, StoredCredential, credential_to_dict
 from infra.local.gateway import GatewayConfig
 from infra.local.identity_service import (
+    SUB_KEY,
     IdentityPool,
     IdentityServiceConfig,
     IdentityServiceThread,
@@ -58,7 +71,12 @@ log = logging.getLogger("tidings.up")
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_ID = "123456789012"  # moto's default account
-MOTO_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+DEVELOPER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/tidings-local-developer"
+ADMINISTRATOR_ACCESS = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+"""The developer's policy: AWS's managed AdministratorAccess."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,11 @@ class LocalStack:
         self.outputs: dict[str, str] = {}
         self.tables: dict[str, str] = {}
         self.dead_letter_queue_url: str | None = None
+        self.developer: StoredCredential = _developer_credential()
+        """The developer's own key pair (may do everything); new at every start."""
+        self.role_credentials: dict[str, StoredCredential] = {}
+        """Each function's role session credential, by the function's logical id."""
+        self._pool_roles: dict[str, str] = {}
         self._moto: Any = None
         self._gateway: GatewayThread | None = None
         self._identity: IdentityServiceThread | None = None
@@ -147,8 +170,12 @@ class LocalStack:
 
         self._notify = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._notify.bind(("127.0.0.1", 0))
-        self._moto = _start_moto_process(config.moto_port, self._notify.getsockname()[1])
+        self._moto = _start_moto_process(
+            config.moto_port, self._notify.getsockname()[1], config.region, ACCOUNT_ID
+        )
         self.moto_url = f"http://127.0.0.1:{self._moto.port}"
+        self.credentials.add_listener(self._mirror_to_moto)
+        self.credentials.put(self.developer)
 
         broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
         self._gateway = GatewayThread(
@@ -228,16 +255,40 @@ class LocalStack:
         return self._log_file
 
     # ------------------------------------------------------------------ moto
-    def client(self, service: str) -> Any:
-        """A boto3 client for one of moto's services."""
+    def client(self, service: str, credential: StoredCredential | None = None) -> Any:
+        """A boto3 client for one of moto's services, signing with ``credential`` (the
+        developer's by default)."""
+        return self._session(credential or self.developer).client(
+            service, endpoint_url=self.moto_url
+        )
+
+    def _session(self, credential: StoredCredential) -> Any:
         import boto3
 
-        session: Any = boto3.session.Session(
+        return boto3.session.Session(
             region_name=self.config.region,
-            aws_access_key_id=MOTO_KEYS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=MOTO_KEYS["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=credential.access_key_id,
+            aws_secret_access_key=credential.secret_access_key,
+            aws_session_token=credential.session_token,
         )
-        return session.client(service, endpoint_url=self.moto_url)
+
+    def _mirror_to_moto(self, access_key_id: str, credential: StoredCredential | None) -> None:
+        """Tell moto about a key put into (or removed from) the stack's store, and wait."""
+        if credential is None:
+            self._moto.push({"remove": access_key_id})
+            return
+        if SUB_KEY in credential.variables:
+            # a Cognito identity's: [role, (session policy,) IoT policies]; IoT's do not
+            # apply to AWS APIs. AWS names the principal after the pool's role.
+            pool_id = credential.variables.get("cognito-identity.amazonaws.com:aud", "")
+            role_arn = self._pool_roles.get(pool_id)
+            arn = credential.arn
+            if arn is None and role_arn is not None:
+                role_name = role_arn.rsplit("/", 1)[-1]
+                session = "CognitoIdentityCredentials"
+                arn = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session}"
+            credential = replace(credential, policy_sets=credential.policy_sets[:-1], arn=arn)
+        self._moto.push({"put": credential_to_dict(credential)})
 
     def _deploy_to_moto(self) -> None:
         from infra.deploy import build_package
@@ -355,6 +406,7 @@ class LocalStack:
                     attachment_role = resolver((att_props.get("Roles") or {}).get("authenticated"))
             if attachment_role is None:
                 raise RuntimeError(f"{logical} has no authenticated role attached")
+            self._pool_roles[self.physical_ids[logical]] = str(attachment_role)
             pools.append(
                 IdentityPool(
                     pool_id=self.physical_ids[logical],
@@ -382,12 +434,18 @@ class LocalStack:
     def _function_env(self, resolver: Resolver, function: Any) -> dict[str, str]:
         env = {k: str(resolver(v)) for k, v in function.environment.items()}
         role_logical = function.role["Fn::GetAtt"][0]
+        role_name = self.physical_ids.get(role_logical, role_logical)
+        function_name = self.physical_ids.get(function.logical_id, function.logical_id)
         credential = mint_temporary_credential(
-            f"{self.physical_ids.get(role_logical, role_logical)}/{function.logical_id}",
+            f"{role_name}/{function.logical_id}",
             [self._role_documents(resolver, role_logical)],
             lifetime_s=12 * 3600,
         )
+        credential = replace(
+            credential, arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{function_name}"
+        )
         self.credentials.put(credential)
+        self.role_credentials[function.logical_id] = credential
         env.update(self.aws_env())
         env.update(
             {
@@ -493,13 +551,11 @@ class LocalStack:
 
     # ------------------------------------------------------------------ streams
     def _start_pumps(self) -> None:
-        import boto3
         from botocore.config import Config
 
-        session: Any = boto3.session.Session(
-            region_name=self.config.region, aws_access_key_id="local", aws_secret_access_key="local"
-        )
         for mapping in self.template.event_source_mappings():
+            # Lambda reads a mapping's stream with the function's execution role
+            session = self._session(self.role_credentials[mapping.function])
             table = self.tables[mapping.table]
             stream_arn = self.client("dynamodb").describe_table(TableName=table)["Table"][
                 "LatestStreamArn"
@@ -536,7 +592,8 @@ class LocalStack:
     def _on_failure_destination(self, mapping: Any) -> Any:
         if mapping.on_failure_destination is None or self.dead_letter_queue_url is None:
             return None
-        sqs = self.client("sqs")
+        # Lambda sends to a mapping's on-failure destination with the function's role
+        sqs = self.client("sqs", self.role_credentials.get(mapping.function))
         queue_url = self.dead_letter_queue_url
 
         def send(info: dict[str, Any]) -> None:
@@ -572,7 +629,8 @@ class LocalStack:
         """What ``.tidings/local.env`` holds."""
         values = {
             **self.aws_env(),
-            **MOTO_KEYS,
+            "AWS_ACCESS_KEY_ID": self.developer.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.developer.secret_access_key,
             "TIDINGS_API_URL": self.api_url,
             "TIDINGS_IOT_ENDPOINT": "localhost",
             "TIDINGS_IOT_PORT": str(self.iot_port),
@@ -586,8 +644,14 @@ class LocalStack:
         return values
 
     def _write_env_file(self) -> None:
+        """Readable and writable by its owner only: it holds the developer's secret key."""
         lines = [f"export {k}={_quote(v)}" for k, v in self.settings().items()]
-        self.config.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # a session token or profile left in the shell would be sent with the local key
+        lines.append("unset AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_PROFILE")
+        fd = os.open(self.config.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)  # a file left by an older stack keeps its mode
+            out.write("\n".join(lines) + "\n")
 
     def find_credential(self, access_key_id: str) -> StoredCredential | None:
         """Look up a credential the stack issued (tests, diagnostics)."""
@@ -603,6 +667,10 @@ class _MotoProcess:
         self.frozen_objects: int | None = None
         """Objects in moto's permanent generation, as it last answered :meth:`freeze_heap`."""
         self._answers: queue.Queue[int] = queue.Queue()
+        self._pushed = 0
+        self._acks: dict[int, str | None] = {}
+        self._push_lock = threading.Lock()
+        self._acked = threading.Condition()
         threading.Thread(target=self._read_output, daemon=True, name="moto-output").start()
 
     def _read_output(self) -> None:
@@ -611,8 +679,37 @@ class _MotoProcess:
         for line in self.process.stdout:
             if line.startswith("FROZEN "):
                 self._answers.put(int(line.split()[1]))
+            elif line.startswith(("ACK ", "NACK ")):
+                word, number, *why = line.rstrip("\n").split(" ", 2)
+                with self._acked:
+                    self._acks[int(number)] = None if word == "ACK" else " ".join(why)
+                    self._acked.notify_all()
             elif line.strip():
                 log.debug("moto: %s", line.rstrip())
+        with self._acked:
+            self._acked.notify_all()  # moto is gone: nobody waits for an answer any more
+
+    def push(self, change: Mapping[str, Any], timeout_s: float = 10.0) -> None:
+        """Send one credential change over moto's stdin and wait until it is in effect."""
+        assert self.process.stdin is not None
+        with self._push_lock:
+            self._pushed += 1
+            number = self._pushed
+            try:
+                self.process.stdin.write(json.dumps(change) + "\n")
+                self.process.stdin.flush()
+            except (OSError, ValueError) as exc:
+                raise OSError(f"moto does not take credentials any more: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        with self._acked:
+            while number not in self._acks:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    raise OSError(f"moto did not take a credential change in {timeout_s:.0f} s")
+                self._acked.wait(left)
+            why = self._acks.pop(number)
+        if why is not None:
+            raise ValueError(f"moto refused a credential change: {why}")
 
     def freeze_heap(self, timeout_s: float = 30.0) -> int:
         """Have moto freeze its heap (it does once: later calls change nothing) and wait for
@@ -626,6 +723,10 @@ class _MotoProcess:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            with self._push_lock:
+                if self.process.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        self.process.stdin.close()
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -654,9 +755,20 @@ def freeze_process_heap() -> None:
         _process_heap_frozen = True
 
 
-def _start_moto_process(port: int, notify_port: int) -> _MotoProcess:
+def _start_moto_process(port: int, notify_port: int, region: str, account_id: str) -> _MotoProcess:
+    """moto with IAM enforced (``--iam``); credentials go over its stdin, a private pipe."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_process", str(port), str(notify_port)],
+        [
+            sys.executable,
+            "-m",
+            "infra.local.moto_process",
+            str(port),
+            str(notify_port),
+            "--iam",
+            region,
+            account_id,
+        ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -673,6 +785,22 @@ def _start_moto_process(port: int, notify_port: int) -> _MotoProcess:
         process.wait(timeout=5)
         raise OSError(f"moto did not start on 127.0.0.1:{port}: {line or 'no answer'}")
     return _MotoProcess(process, int(line.split()[1]))
+
+
+def _developer_credential() -> StoredCredential:
+    """A new long-term key pair (``AKIA…``, no session token) for the developer: an IAM
+    user with AdministratorAccess."""
+    import secrets
+    import string
+
+    alphabet = string.ascii_uppercase + "234567"
+    return StoredCredential(
+        access_key_id="AKIA" + "".join(secrets.choice(alphabet) for _ in range(16)),
+        secret_access_key=secrets.token_urlsafe(30)[:40],
+        principal=DEVELOPER_ARN,
+        policy_sets=((ADMINISTRATOR_ACCESS,),),
+        arn=DEVELOPER_ARN,
+    )
 
 
 def _quote(value: str) -> str:

@@ -8,7 +8,9 @@ Lambda workers, a few dozen kept-alive connections at most.
 
 HTTP parsing is the standard library's (:class:`http.server.BaseHTTPRequestHandler`, with
 ``Expect: 100-continue``); request bodies come with ``Content-Length`` or chunked; every answer
-carries ``Content-Length``. A failing app gets a 500 with ``{"error", "message"}``.
+carries ``Content-Length``. A failing app gets a 500 with ``{"error", "message"}``. The
+headers as received are in the environ under ``tidings.raw_headers`` too (SigV4 verification
+needs their names and values as signed, which WSGI's ``HTTP_*`` keys do not keep).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
+
+from infra.local.moto_auth import RAW_HEADERS
 
 __all__ = ["WsgiServer"]
 
@@ -142,6 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
+            RAW_HEADERS: list(self.headers.items()),
         }
         for name, value in self.headers.items():
             key = "HTTP_" + name.upper().replace("-", "_")

@@ -97,8 +97,8 @@ def test_a_failed_batch_reaches_the_dlq_of_the_stacks_region(started: Started) -
         "sqs",
         endpoint_url=f"{parts.scheme}://{parts.netloc}",
         region_name=REGION,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        aws_access_key_id=stack.settings()["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.settings()["AWS_SECRET_ACCESS_KEY"],
     )
     deadline = time.time() + 60
     messages: list[dict[str, Any]] = []
