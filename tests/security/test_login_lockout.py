@@ -2,8 +2,9 @@
 addresses, and the owner's own sign-in while it happens.
 
 Requests go over real HTTPS to the local API gateway and the login Lambda's worker processes
-(as many at once as the account's unreserved concurrency allows, as on AWS). Each client binds its own
-loopback address (127.0.0.x), which the gateway reports as the caller's ``sourceIp``.
+(as many at once as the account's unreserved concurrency allows, as on AWS). Each client
+binds its own loopback address (127.0.0.x), which the gateway reports as the caller's
+``sourceIp``.
 """
 
 from __future__ import annotations
