@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from auth.access import Principal
+from backend.access import Principal
 from auth.errors import BadRequest, InvalidCredentials, UpstreamError
 from auth.passwords import dummy_verify, hash_password, needs_rehash, verify_password
 from auth.policies import PolicyScope, iot_policies, readable_channels

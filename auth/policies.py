@@ -1,7 +1,7 @@
 """From the routes to the policy documents that let a Cognito identity read its channels.
 
 One source (``backend.routes``), three outputs that must agree (a table-driven test checks
-it): :func:`auth.access.may_read` (the channels API), :func:`role_policy` (the identity
+it): :func:`backend.access.may_read` (the channels API), :func:`role_policy` (the identity
 pool's authenticated role) and the IoT policies of :func:`iot_policies` (attached to each
 identity with ``AttachPolicy(target=identityId)``). Both policy sets must allow an MQTT
 action, so the effective permission is their intersection.
@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from auth.access import Principal
+from backend.access import Principal
 from backend.routes import Route
 
 __all__ = [
@@ -147,7 +147,7 @@ def role_policy(
     """The IAM policy of the identity pool's authenticated role.
 
     With ``api_arn`` (``arn:aws:execute-api:<region>:<account>:<api id>``) it also allows
-    ``GET /v1/channels/*`` on that API; the API itself checks :func:`~auth.access.may_read`.
+    ``GET /v1/channels/*`` on that API; the API itself checks :func:`~backend.access.may_read`.
     """
     patterns = [_pattern(t, r, None) for r in routes for t in r.channels]
     statements = [_connect_statement(scope), *_read_statements(scope, patterns)]

@@ -14,7 +14,7 @@ Routes (API Gateway REST, AWS_IAM auth, Lambda proxy integration, one greedy res
 A cursor whose next change is past the retention, beyond the head, or from another epoch gets
 410 ``{"error": "cursor_expired", "message", "head", "epoch"}``. The caller is the Cognito
 identity in ``requestContext.identity.cognitoIdentityId`` and is authorised with the same
-rules as the MQTT topics (:func:`auth.access.may_read`).
+rules as the MQTT topics (:func:`backend.access.may_read`).
 
 A poll that would wait (``wait`` > 0 and nothing after the cursor yet) first takes a
 long-poll lease (:mod:`backend.poll_leases`): one waiting poll per identity and channel, and
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from auth.access import Principal, find_route, may_read
+from backend.access import Principal, find_route, may_read
 from backend.attribute_values import JsonValue, dumps
 from backend.change_store import ChangeStore, Head
 from backend.errors import (

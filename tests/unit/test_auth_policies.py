@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from auth.access import Principal, may_read
+from backend.access import Principal, may_read
 from auth.policies import (
     PolicyScope,
     identity_iot_policy,
