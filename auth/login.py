@@ -20,7 +20,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from backend.access import Principal
 from auth.errors import BadRequest, InvalidCredentials, UpstreamError
 from auth.passwords import dummy_verify, hash_password, needs_rehash, verify_password
 from auth.policies import PolicyScope, iot_policies, readable_channels
@@ -28,6 +27,7 @@ from auth.rate_limit import LoginThrottle
 from auth.settings import AuthSettings
 from auth.store import USERNAME, UsersStore, verify_device_secret
 from auth.tokens import JwksCache, verify_id_token
+from backend.access import Principal
 from backend.routes import CHANNEL_SEGMENT, Route, load_routes
 
 __all__ = [

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from backend.access import Principal, may_read
 from auth.policies import (
     PolicyScope,
     identity_iot_policy,
@@ -21,6 +20,7 @@ from auth.policies import (
     role_policy,
     tenant_iot_policy,
 )
+from backend.access import Principal, may_read
 from backend.routes import load_routes, parse_routes
 from infra.local.iam_policy import is_allowed, validate_policy
 from tests.support.moto_server import ROUTES_FILE
