@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from auth.errors import InvalidCredentials, TooManyAttempts, UpstreamError
+from auth.errors import BadRequest, InvalidCredentials, TooManyAttempts, UpstreamError
 from auth.http import handle_login_event
 from auth.login import LoginService, parse_login_body
 from auth.settings import AuthSettings
+from auth.store import validate_username
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SETTINGS = AuthSettings(
@@ -161,3 +162,10 @@ def test_a_username_with_a_line_break_or_control_character_is_refused(username):
         event(json.dumps({"method": "password", "username": username, "password": "p"}))
     )
     assert (status, body["error"]) == (400, "invalid_username")
+
+
+@pytest.mark.parametrize("username", ["alice\n", "alice\r\n", "al ice"])
+def test_the_users_command_refuses_a_username_with_a_line_break(username):
+    with pytest.raises(BadRequest, match="A username is 1-128 characters"):
+        validate_username(username)
+    assert validate_username("alice") == "alice"
