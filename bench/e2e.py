@@ -117,7 +117,7 @@ def stderr_to(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def local_stack(state_dir: Path) -> Iterator[Any]:
     """The whole local stack on free 127.0.0.1 ports, stopped on the way out."""
-    from infra.local.stack import LocalStack, StackConfig
+    from infra.local.stack import LocalStack, StackConfig, freeze_process_heap
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     config = StackConfig(
@@ -125,6 +125,7 @@ def local_stack(state_dir: Path) -> Iterator[Any]:
     )
     stack = LocalStack(config)
     stack.start()
+    freeze_process_heap()  # this process owns the stack, as `tidings up` does
     try:
         yield stack
     finally:
