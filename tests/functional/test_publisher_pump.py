@@ -15,6 +15,7 @@ from infra.local.stream_pump import MappingSettings, StreamPump
 from infra.local.streams_wire import WireStreamsClient
 from tests.events.capture_stream_events import client, create_example_tables
 from tests.support.moto_server import moto_server
+from tests.support.streams import todos_stream
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,7 @@ def endpoint() -> Any:
 @pytest.fixture
 def stream(endpoint: str) -> tuple[Any, str]:
     """A fresh Todos table with 10 writes; (streams client, stream ARN)."""
-    dynamodb = client("dynamodb", endpoint)
-    suffix = uuid.uuid4().hex[:8]
-    create_example_tables(dynamodb, suffix)
-    for index in range(10):
-        dynamodb.put_item(
-            TableName="Todos" + suffix,
-            Item={"owner": {"S": "o"}, "id": {"S": f"i{index}"}, "n": {"N": str(index)}},
-        )
-    arn = dynamodb.describe_table(TableName="Todos" + suffix)["Table"]["LatestStreamArn"]
-    return client("dynamodbstreams", endpoint), arn
+    return todos_stream(endpoint)
 
 
 class Handler:

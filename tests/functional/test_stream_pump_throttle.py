@@ -5,7 +5,6 @@ destination — against moto's DynamoDB Streams."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +12,8 @@ import pytest
 
 from infra.local.lambda_runtime import THROTTLED, FunctionError
 from infra.local.stream_pump import MappingSettings, StreamPump
-from tests.events.capture_stream_events import client, create_example_tables
 from tests.support.moto_server import moto_server
+from tests.support.streams import todos_stream
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +25,7 @@ def endpoint() -> Iterator[str]:
 @pytest.fixture
 def stream(endpoint: str) -> tuple[Any, str]:
     """A fresh Todos table with 10 writes; (streams client, stream ARN)."""
-    dynamodb = client("dynamodb", endpoint)
-    suffix = uuid.uuid4().hex[:8]
-    create_example_tables(dynamodb, suffix)
-    for index in range(10):
-        dynamodb.put_item(
-            TableName="Todos" + suffix,
-            Item={"owner": {"S": "o"}, "id": {"S": f"i{index}"}, "n": {"N": str(index)}},
-        )
-    arn = dynamodb.describe_table(TableName="Todos" + suffix)["Table"]["LatestStreamArn"]
-    return client("dynamodbstreams", endpoint), arn
+    return todos_stream(endpoint)
 
 
 class ThrottledFirst:
