@@ -389,15 +389,13 @@ class _Connection(asyncio.BufferedProtocol):
             self.abort()
         elif self._http or self._request is not None:
             log.info("closing %s: no complete request within the handshake timeout", self.peer)
-            self._reply(
-                error_response(
+            self._refuse(
+                None,
+                HttpError(
                     408,
                     "request_timeout",
                     "the request head or body did not arrive in time; send it whole",
-                    [("x-amzn-ErrorType", _aws_error_type(408))],
-                    keep_alive=False,
                 ),
-                close=True,
             )
         else:
             self.close("idle")
@@ -413,15 +411,9 @@ class _Connection(asyncio.BufferedProtocol):
                 end = self._http.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self._http) > MAX_HEAD_BYTES:
-                        self._reply(
-                            error_response(
-                                431,
-                                "headers_too_large",
-                                "request headers exceed 16 KiB",
-                                [("x-amzn-ErrorType", _aws_error_type(431))],
-                                keep_alive=False,
-                            ),
-                            close=True,
+                        self._refuse(
+                            None,
+                            HttpError(431, "headers_too_large", "request headers exceed 16 KiB"),
                         )
                     return
                 head = bytes(self._http[:end])
@@ -430,16 +422,7 @@ class _Connection(asyncio.BufferedProtocol):
                     request = parse_request_head(head)
                     self._body_needed = _content_length(request)
                 except HttpError as exc:
-                    self._reply(
-                        error_response(
-                            exc.status,
-                            exc.error,
-                            exc.message,
-                            [("x-amzn-ErrorType", _aws_error_type(exc.status))],
-                            keep_alive=False,
-                        ),
-                        close=True,
-                    )
+                    self._refuse(None, exc)
                     return
                 self._request = request
             if len(self._http) < self._body_needed:
@@ -482,9 +465,12 @@ class _Connection(asyncio.BufferedProtocol):
             log.exception("gateway: %s %s failed", request.method, path)
             self._refuse(request, HttpError(500, "internal_failure", "the local gateway failed"))
 
-    def _refuse(self, request: Request, exc: HttpError) -> None:
-        """The JSON error answer; a refused handshake (403) also ends the connection."""
-        keep_alive = request.keep_alive and exc.status != 403 and exc.status < 500
+    def _refuse(self, request: Request | None, exc: HttpError) -> None:
+        """The JSON error answer; a refused handshake (403), a server error, or a refusal
+        before a whole request head was read (``request`` None) also ends the connection."""
+        keep_alive = (
+            request is not None and request.keep_alive and exc.status != 403 and exc.status < 500
+        )
         self._reply(
             error_response(
                 exc.status,

@@ -21,6 +21,7 @@ from infra.local.certs import ensure_tls_files
 from infra.local.credential_store import CredentialStore, StoredCredential
 from infra.local.lambda_runtime import FunctionPool, FunctionSpec
 from infra.local.temporary_credentials import mint_temporary_credential
+from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 
 REGION = "us-east-1"
@@ -37,7 +38,6 @@ INVOKE = {
         }
     ],
 }
-RESERVED = {"connection", "content-length", "transfer-encoding"}
 
 
 class Target:
@@ -103,15 +103,6 @@ def check(answer: Answer) -> None:
         assert answer.headers.get("x-amzn-errortype", "").endswith("Exception"), answer.headers
 
 
-TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-header_names = st.text(TOKEN_CHARS, min_size=1, max_size=24).filter(
-    lambda n: n.lower() not in RESERVED
-)
-header_values = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60
-).map(str.strip)
-headers = st.lists(st.tuples(header_names, header_values), max_size=6)
-url_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
 methods = st.one_of(
     st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]),
     st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=10),

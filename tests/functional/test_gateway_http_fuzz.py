@@ -26,6 +26,7 @@ from infra.local.broker import BrokerConfig
 from infra.local.credential_store import CredentialStore
 from infra.local.gateway import Gateway, GatewayConfig
 from infra.local.runner import GatewayThread
+from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.identities import REGION, Identity, new_identity, new_publisher
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 from tests.support.real_clients import presigned_mqtt_path
@@ -33,7 +34,6 @@ from tests.support.real_clients import presigned_mqtt_path
 EXAMPLES = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-RESERVED = {"connection", "content-length", "transfer-encoding"}
 WS_HEADERS = [
     ("Upgrade", "websocket"),
     ("Connection", "Upgrade"),  # replaced by request_bytes' "close" below: kept for realism
@@ -89,15 +89,6 @@ def check(answer: Answer) -> None:
 
 # --- strategies -----------------------------------------------------------------------------
 
-TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-header_names = st.text(TOKEN_CHARS, min_size=1, max_size=24).filter(
-    lambda n: n.lower() not in RESERVED
-)
-header_values = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60
-).map(str.strip)
-headers = st.lists(st.tuples(header_names, header_values), max_size=6)
-url_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
 methods = st.one_of(
     st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"]),
     st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=10),

@@ -9,19 +9,21 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
-from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from infra.local import mqtt_codec as mq
-from infra.local.credential_store import StoredCredential
 from infra.local.stack import LocalStack
 from tests.support.identities import Identity
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import (
+    add_user,
+    cognito_client,
+    credentials_for,
+    login_over_https,
+    stack_config,
+)
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 from tests.support.raw_mqtt import RawClient
 
@@ -38,38 +40,12 @@ def stack() -> Iterator[LocalStack]:
 
 def login(stack: LocalStack, user: str) -> dict[str, Any]:
     """POST /v1/login over HTTPS with the user's password."""
-    answer = requests.post(
-        f"{stack.api_url}/v1/login",
-        json={"method": "password", "username": user, "password": f"{user}-security-1"},
-        verify=stack.ca_file,
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
-def cognito(stack: LocalStack) -> Any:
-    return boto3.client(
-        "cognito-identity",
-        endpoint_url=stack.identity_url,
-        region_name="us-east-1",
-        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
-    )
+    return login_over_https(stack, user, f"{user}-security-1")
 
 
 def credentials(stack: LocalStack, answer: dict[str, Any]) -> Identity:
     """GetCredentialsForIdentity with the login's OpenID token, as a client makes it."""
-    creds = cognito(stack).get_credentials_for_identity(
-        IdentityId=answer["identityId"], Logins={LOGIN_KEY: answer["token"]}
-    )["Credentials"]
-    credential = StoredCredential(
-        access_key_id=creds["AccessKeyId"],
-        secret_access_key=creds["SecretKey"],
-        session_token=creds["SessionToken"],
-        principal=answer["identityId"],
-        expiration=creds["Expiration"].timestamp(),
-    )
-    return Identity(answer["identityId"], credential)
+    return Identity(answer["identityId"], credentials_for(stack, answer))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +83,7 @@ def signed_get(stack: LocalStack, identity: Identity, raw_target: str) -> Answer
 
 def test_one_identitys_token_does_not_buy_anothers_credentials(stack: LocalStack, alice, bob):
     (alice_answer, _), (bob_answer, _) = alice, bob
-    client = cognito(stack)
+    client = cognito_client(stack)
     with pytest.raises(ClientError) as swapped:
         client.get_credentials_for_identity(
             IdentityId=bob_answer["identityId"], Logins={LOGIN_KEY: alice_answer["token"]}

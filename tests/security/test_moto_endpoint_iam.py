@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from infra.local.credential_store import StoredCredential
 from infra.local.stack import ACCOUNT_ID, LocalStack
 from infra.local.temporary_credentials import mint_temporary_credential
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import add_user, credentials_for, login_over_https, stack_config
 
 REGION = "us-east-1"
 LOGIN_KEY = "cognito-identity.amazonaws.com"
@@ -44,35 +44,10 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-def login(stack: LocalStack, user: str) -> dict[str, Any]:
-    answer = requests.post(
-        f"{stack.api_url}/v1/login",
-        json={"method": "password", "username": user, "password": f"{user}-moto-iam-1"},
-        verify=stack.ca_file,
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
 def identity_credential(stack: LocalStack, user: str) -> tuple[str, StoredCredential]:
     """Sign in and GetCredentialsForIdentity, as a client does; (identity id, credential)."""
-    answer = login(stack, user)
-    cognito = boto3.client(
-        "cognito-identity",
-        endpoint_url=stack.identity_url,
-        region_name=REGION,
-        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
-    )
-    creds = cognito.get_credentials_for_identity(
-        IdentityId=answer["identityId"], Logins={LOGIN_KEY: answer["token"]}
-    )["Credentials"]
-    return answer["identityId"], StoredCredential(
-        access_key_id=creds["AccessKeyId"],
-        secret_access_key=creds["SecretKey"],
-        session_token=creds["SessionToken"],
-        principal=answer["identityId"],
-    )
+    answer = login_over_https(stack, user, f"{user}-moto-iam-1")
+    return answer["identityId"], credentials_for(stack, answer)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from infra.local.credential_store import StoredCredential
 from infra.local.stack import LocalStack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,4 +53,48 @@ def add_user(stack: LocalStack, name: str, password: str, tenants: set[str]) -> 
 
     UsersStore(stack.client("dynamodb"), stack.tables["UsersTable"]).add_user(
         name, hash_password(password), frozenset(tenants)
+    )
+
+
+def login_over_https(stack: LocalStack, user: str, password: str) -> dict[str, Any]:
+    """POST /v1/login over HTTPS with a password, as a client does; the 200 answer."""
+    import requests
+
+    answer = requests.post(
+        f"{stack.api_url}/v1/login",
+        json={"method": "password", "username": user, "password": password},
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def cognito_client(stack: LocalStack) -> Any:
+    """An unsigned cognito-identity client on the stack's identity service (no retries)."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client(
+        "cognito-identity",
+        endpoint_url=stack.identity_url,
+        region_name=stack.config.region,
+        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+    )
+
+
+def credentials_for(stack: LocalStack, answer: dict[str, Any]) -> StoredCredential:
+    """GetCredentialsForIdentity with a login answer's OpenID token, as the test clients
+    take them."""
+    creds = cognito_client(stack).get_credentials_for_identity(
+        IdentityId=answer["identityId"],
+        Logins={"cognito-identity.amazonaws.com": answer["token"]},
+    )["Credentials"]
+    return StoredCredential(
+        access_key_id=creds["AccessKeyId"],
+        secret_access_key=creds["SecretKey"],
+        session_token=creds["SessionToken"],
+        principal=answer["identityId"],
+        expiration=creds["Expiration"].timestamp(),
     )
