@@ -33,7 +33,12 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.http_server import HttpRefusal, RefusingRequestHandler, TlsThreadingHTTPServer
+from infra.local.http_server import (
+    HTTP_REFUSAL_TYPES,
+    HttpRefusal,
+    RefusingRequestHandler,
+    TlsThreadingHTTPServer,
+)
 from infra.local.iam_policy import is_allowed
 from infra.local.lambda_runtime import THROTTLED
 from infra.local.sigv4 import SignatureError, verify_authorization_header
@@ -378,15 +383,6 @@ def _proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return result["statusCode"], headers, data
 
 
-_REFUSAL_TYPES = {
-    400: "BadRequestException",
-    405: "MethodNotAllowedException",
-    408: "RequestTimeoutException",
-    411: "LengthRequiredException",
-    413: "RequestEntityTooLargeException",
-    414: "RequestUriTooLongException",
-    431: "RequestHeaderFieldsTooLargeException",
-}
 _REFUSAL_CODES = {
     405: "method_not_allowed",
     408: "request_timeout",
@@ -410,7 +406,7 @@ class _RequestHandler(RefusingRequestHandler):
         if status >= 500:
             answer = _error(500, "InternalServerErrorException", "internal", message)
         else:
-            aws_type = _REFUSAL_TYPES.get(status, "BadRequestException")
+            aws_type = HTTP_REFUSAL_TYPES.get(status, "BadRequestException")
             answer = _error(status, aws_type, _REFUSAL_CODES.get(status, "bad_request"), message)
         self.close_connection = True
         self._send(*answer)

@@ -22,9 +22,26 @@ import ssl
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HttpRefusal", "RefusingRequestHandler", "TlsThreadingHTTPServer"]
+__all__ = [
+    "HTTP_REFUSAL_TYPES",
+    "HttpRefusal",
+    "RefusingRequestHandler",
+    "TlsThreadingHTTPServer",
+]
 
 log = logging.getLogger("tidings.http")
+
+HTTP_REFUSAL_TYPES = {
+    400: "BadRequestException",
+    404: "ResourceNotFoundException",
+    405: "MethodNotAllowedException",
+    408: "RequestTimeoutException",
+    411: "LengthRequiredException",
+    413: "RequestEntityTooLargeException",
+    414: "RequestUriTooLongException",
+    431: "RequestHeaderFieldsTooLargeException",
+}
+"""The AWS error type (``x-amzn-ErrorType``, ``__type``) of an HTTP-level refusal, by status."""
 
 
 class HttpRefusal(Exception):

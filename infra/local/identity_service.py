@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from infra.local.credential_store import CredentialStore, PolicyDocument, StoredCredential
-from infra.local.http_server import HttpRefusal, RefusingRequestHandler
+from infra.local.http_server import HTTP_REFUSAL_TYPES, HttpRefusal, RefusingRequestHandler
 from infra.local.iam_policy import PolicyError, is_allowed, validate_policy
 from infra.local.sigv4 import SignatureError, verify_authorization_header
 from infra.local.temporary_credentials import mint_temporary_credential
@@ -578,18 +578,6 @@ _SIGNATURE_CODES = {
 _DEVELOPER_OPERATIONS = {"GetOpenIdTokenForDeveloperIdentity", "LookupDeveloperIdentity"}
 
 
-_HTTP_ERROR_TYPES = {
-    400: "BadRequestException",
-    404: "ResourceNotFoundException",
-    405: "MethodNotAllowedException",
-    408: "RequestTimeoutException",
-    411: "LengthRequiredException",
-    413: "RequestEntityTooLargeException",
-    414: "RequestUriTooLongException",
-    431: "RequestHeaderFieldsTooLargeException",
-}
-"""HTTP-level refusals (before an operation is known), in Cognito's JSON error shape."""
-
 _BODY_ERROR_TYPES = {
     400: "SerializationException",
     411: "LengthRequiredException",
@@ -648,7 +636,7 @@ class _Handler(RefusingRequestHandler):
         if status >= 500:
             self._refuse(500, "InternalErrorException", "The local identity service failed.")
         else:
-            self._refuse(status, _HTTP_ERROR_TYPES.get(status, "BadRequestException"), message)
+            self._refuse(status, HTTP_REFUSAL_TYPES.get(status, "BadRequestException"), message)
 
     def do_GET(self) -> None:
         service = self.server.service
