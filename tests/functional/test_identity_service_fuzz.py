@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from infra.local.credential_store import CredentialStore, StoredCredential
 from infra.local.identity_service import IdentityPool, IdentityServiceConfig, IdentityServiceThread
+from tests.support.http_strategies import TOKEN_CHARS, headers, url_chars
 from tests.support.moto_server import ACCOUNT, POOL_ID, PROVIDER, REGION, developer_credential
 from tests.support.raw_http import (
     Answer,
@@ -42,7 +43,6 @@ OPERATIONS = [
     "LookupDeveloperIdentity",
     "DescribeIdentity",
 ]
-RESERVED = {"connection", "content-length", "transfer-encoding"}
 
 
 class Target:
@@ -96,15 +96,7 @@ def target() -> Iterator[Target]:
 
 # --- strategies -----------------------------------------------------------------------------
 
-TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-header_names = st.text(TOKEN_CHARS, min_size=1, max_size=20).filter(
-    lambda n: n.lower() not in RESERVED
-)
-header_values = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60
-).map(str.strip)
-headers = st.lists(st.tuples(header_names, header_values), max_size=6)
-path_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+path_chars = url_chars
 targets = st.one_of(
     st.sampled_from(
         ["/", "/.well-known/jwks_uri", "/.well-known/openid-configuration", "/health", "//"]
