@@ -1,8 +1,8 @@
 """Client benchmark: catch-up after an outage, and the latency the Python client adds.
 
-Both parts run against one local stack (``infra.local.stack.LocalStack``) in this process; the
-clients run in a second process (so the gateway, moto and the API do not share their
-interpreter), driven through a pipe.
+Both parts run against one local stack (``infra.local.stack.local_stack.LocalStack``) in
+this process; the clients run in a second process (so the gateway, moto and the API do not
+share their interpreter), driven through a pipe.
 
 1. **Catch-up after a ``--changes`` (10,000) change outage.** A ``client_sdk.Tidings`` client
    subscribes to its ``users/me/todos``, receives one change written with ``PutItem`` (through

@@ -8,7 +8,7 @@ carries ``time.time_ns()`` taken just before ``PutItem`` in its ``score`` attrib
 sends ``game``, ``player`` and ``score``), so every subscriber measures write → receive itself;
 the envelope's ``at`` has only second resolution in moto and is not used.
 
-Measured in one run, against one local stack (``infra.local.stack.LocalStack``):
+Measured in one run, against one local stack (``infra.local.stack.local_stack.LocalStack``):
 
 * **offered loads** of 10, 100 and 1,000 writes/s (``--rates``), each for ``--duration`` s
   (open loop: a write is due at ``start + i / rate``; ``--writers`` threads send them): p50/p99
@@ -117,7 +117,7 @@ def stderr_to(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def local_stack(state_dir: Path) -> Iterator[Any]:
     """The whole local stack on free 127.0.0.1 ports, stopped on the way out."""
-    from infra.local.stack import LocalStack, StackConfig, freeze_process_heap
+    from infra.local.stack.local_stack import LocalStack, StackConfig, freeze_process_heap
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     config = StackConfig(
@@ -145,7 +145,7 @@ def add_users(stack: Any, names: list[str]) -> None:
 
 def publisher_credential(stack: Any) -> dict[str, str]:
     """Temporary credentials allowed to publish under the stage prefix (as the publisher is)."""
-    from infra.local.temporary_credentials import mint_temporary_credential
+    from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 
     policy = {
         "Version": "2012-10-17",
@@ -172,7 +172,7 @@ def lambda_worker_pids(stack_pid: int) -> list[int]:
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(stack_pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "infra.local.lambda_worker" in " ".join(child.cmdline()):
+                if "infra.local.functions.worker" in " ".join(child.cmdline()):
                     pids.append(child.pid)
     return pids
 

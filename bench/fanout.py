@@ -61,8 +61,8 @@ import psutil  # noqa: E402
 
 from bench import mqtt_load as load  # noqa: E402
 from bench.report import goal, show_report  # noqa: E402
-from infra.local.credential_store import write_credentials_file  # noqa: E402
-from infra.local.temporary_credentials import mint_temporary_credential  # noqa: E402
+from infra.local.awsauth.credential_store import write_credentials_file  # noqa: E402
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import goal, show_report  # noqa: E402
-from infra.local.iam_policy import is_allowed  # noqa: E402
-from infra.local.mqtt_codec import PacketDecoder, Publish, encode_publish  # noqa: E402
+from infra.local.awsauth.iam_policy import is_allowed  # noqa: E402
+from infra.local.iot.mqtt_codec import PacketDecoder, Publish, encode_publish  # noqa: E402
 
 SUB = "us-east-1:00000000-0000-0000-0000-000000000001"
 OWN = "tidings/dev/users/${cognito-identity.amazonaws.com:sub}"

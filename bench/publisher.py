@@ -85,12 +85,12 @@ def serve_iot(port: int, rtt_ms: float) -> None:
 
 def serve_moto(port: int) -> None:
     """moto in server mode with the local stack's TransactWriteItems fixes
-    (``infra/local/moto_fixes.py``: no whole-table copies, serialised transactions)."""
+    (``infra/local/motohost/fixes.py``: no whole-table copies, serialised transactions)."""
     import logging
 
     from moto.server import ThreadedMotoServer
 
-    from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+    from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     apply_dynamodb_transaction_fixes()  # the local stack's moto, as `tidings up` runs it
@@ -223,7 +223,7 @@ def batch(shape: str) -> list[dict[str, Any]]:
 
 def create_tables(dynamodb: Any) -> tuple[str, str]:
     """A change log and a sequence table, defined as ``infra/template.yaml`` defines them."""
-    from infra.local.template_model import load_template
+    from infra.local.stack.template_model import load_template
 
     suffix = uuid.uuid4().hex[:8]
     log, seq = f"bench-log-{suffix}", f"bench-seq-{suffix}"

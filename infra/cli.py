@@ -106,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_up(args: argparse.Namespace) -> int:
     import threading
 
-    from infra.local.moto_fixes import MotoVersionError
-    from infra.local.stack import LocalStack, StackConfig, freeze_process_heap
+    from infra.local.motohost.fixes import MotoVersionError
+    from infra.local.stack.local_stack import LocalStack, StackConfig, freeze_process_heap
 
     options = {"template": args.template} if args.template else {}
     config = StackConfig(
@@ -175,9 +175,9 @@ def _run_deploy(args: argparse.Namespace) -> int:
 
 
 def _run_gateway(args: argparse.Namespace) -> int:
-    from infra.local.broker import BrokerConfig
-    from infra.local.credential_store import CredentialFileError, CredentialStore
-    from infra.local.gateway import Gateway, GatewayConfig, describe
+    from infra.local.awsauth.credential_store import CredentialFileError, CredentialStore
+    from infra.local.iot.broker import BrokerConfig
+    from infra.local.iot.gateway import Gateway, GatewayConfig, describe
 
     try:
         store = (

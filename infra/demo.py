@@ -37,7 +37,7 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
     from auth.passwords import hash_password
     from auth.store import UsersStore
     from client_sdk import AccessDenied, ClientOptions, Tidings
-    from infra.local.stack import LocalStack, StackConfig
+    from infra.local.stack.local_stack import LocalStack, StackConfig
 
     directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
     config = StackConfig(

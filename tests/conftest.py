@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore
-from infra.local.gateway import Gateway, GatewayConfig
-from infra.local.runner import GatewayThread
+from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.iot.broker import BrokerConfig
+from infra.local.iot.gateway import Gateway, GatewayConfig
+from infra.local.iot.gateway_thread import GatewayThread
 
 
 @pytest.fixture(scope="session")

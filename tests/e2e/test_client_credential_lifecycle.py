@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.e2e.test_client_guarantees import (
     PASSWORD,
     Recorder,

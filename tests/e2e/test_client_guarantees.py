@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from client_sdk import AccessDenied, ClientOptions, ContinuityLost, Tidings
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
 PASSWORD = "correct-horse-battery"

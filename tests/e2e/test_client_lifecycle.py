@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.e2e.test_client_guarantees import (
     PASSWORD,
     Recorder,

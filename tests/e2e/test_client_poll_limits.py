@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from client_sdk import ClientOptions, Tidings
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
 PASSWORD = "poll-limits-password-1"

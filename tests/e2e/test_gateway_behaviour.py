@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import mqtt_codec as mq
-from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore
-from infra.local.gateway import Gateway, GatewayConfig
-from infra.local.runner import GatewayThread
+from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.broker import BrokerConfig
+from infra.local.iot.gateway import Gateway, GatewayConfig
+from infra.local.iot.gateway_thread import GatewayThread
 from tests.support.identities import Identity, new_identity, new_monitor, new_publisher
 from tests.support.raw_mqtt import RawClient, mask_frame
 from tests.support.real_clients import iot_data_client
@@ -48,8 +48,9 @@ def fast_gateway(state_dir: Path) -> Iterator[Gateway]:
             keepalive_min_s=1, max_connection_s=3.0, publish_rate_per_s=5.0, connect_timeout_s=1.0
         ),
     )
-    with GatewayThread(config, CredentialStore()) as gateway:
-        yield gateway
+    with GatewayThread(config, CredentialStore()) as running:
+        assert running.gateway is not None
+        yield running.gateway
 
 
 # ------------------------------------------------------------------ authorisation outcomes

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.gateway import Gateway
+from infra.local.iot.gateway import Gateway
 from tests.support.identities import new_identity, new_publisher
 from tests.support.real_clients import CLIENT_KINDS, Refused, iot_data_client
 

@@ -1,7 +1,7 @@
 """MQTT 5 features against the running gateway, with Eclipse Paho (paho-mqtt 2.x) as the client.
 
 Maximum Packet Size, shared subscriptions, Message Expiry Interval and Subscription
-Identifiers, each as AWS IoT Core handles them (see ``infra/local/broker.py``).
+Identifiers, each as AWS IoT Core handles them (see ``infra/local/iot/broker.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from infra.local import mqtt_codec as mq
-from infra.local.gateway import Gateway
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.gateway import Gateway
 from tests.support.identities import ARN, Identity, identity_policies, new_identity
 from tests.support.raw_mqtt import RawClient
 from tests.support.real_clients import presigned_mqtt_path

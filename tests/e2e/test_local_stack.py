@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from client_sdk import AccessDenied, ClientOptions, Tidings
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
 

@@ -21,10 +21,10 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.local import moto_fixes
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
-from infra.local.moto_fixes import MOTO_VERSION, MotoVersionError
-from infra.local.stack import ACCOUNT_ID, LocalStack
+from infra.local.functions.runtime import FunctionPool, FunctionSpec
+from infra.local.motohost import fixes as moto_fixes
+from infra.local.motohost.fixes import MOTO_VERSION, MotoVersionError
+from infra.local.stack.local_stack import ACCOUNT_ID, LocalStack
 from tests.support.local_stack import edited_template, set_mapping_property, stack_config
 
 REGION = "eu-west-1"

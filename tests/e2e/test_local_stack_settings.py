@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import edited_template, set_mapping_property, stack_config
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from auth.settings import OidcIssuer
 from backend.change_store import Head
 from backend.channels_api import ChannelsApi
 from backend.tenants import UsersTableTenants
-from infra.local.credential_store import StoredCredential
-from infra.local.gateway import Gateway
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.iot.gateway import Gateway
 from tests.support.identities import Identity, new_publisher
 from tests.support.moto_server import SigninStack, signin_stack
 from tests.support.real_clients import CLIENT_KINDS, ClientBase, Refused, iot_data_client

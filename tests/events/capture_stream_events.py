@@ -3,7 +3,7 @@
 Run ``.venv/bin/python tests/events/capture_stream_events.py``. It starts moto in server mode,
 creates the example app's tables (physical names ``Todos``, ``Boards``, ``Scores``), makes the
 writes below, reads each table's stream and writes the records in the shape Lambda delivers
-them (``infra.local.stream_pump.to_lambda_record``) as ``{"Records": [...]}`` events.
+them (``infra.local.functions.stream_pump.to_lambda_record``) as ``{"Records": [...]}`` events.
 
 ``stream_todos_ttl_expiry.json`` is the captured REMOVE with the ``userIdentity`` that DynamoDB
 adds to a TTL deletion (moto does not run TTL), added here and marked in the file name.
@@ -19,7 +19,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from infra.local.stream_pump import to_lambda_record  # noqa: E402
+from infra.local.functions.stream_pump import to_lambda_record  # noqa: E402
 from tests.support.moto_server import moto_server  # noqa: E402
 
 OWNER = "us-east-1:0b6b3b5e-7c1d-4b8e-9a51-3f0c6f7b2a10"
@@ -75,7 +75,7 @@ def create_example_tables(dynamodb: Any, suffix: str = "") -> dict[str, str]:
 def create_backend_tables(dynamodb: Any, suffix: str = "") -> dict[str, str]:
     """The backend's tables (ChangeLogTable, SequenceTable, UsersTable) as template.yaml
     declares them; logical id → name."""
-    from infra.local.template_model import load_template
+    from infra.local.stack.template_model import load_template
 
     template = load_template(Path(__file__).resolve().parents[2] / "infra" / "template.yaml")
     names = {

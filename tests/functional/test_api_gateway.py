@@ -14,18 +14,17 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
-from infra.local.certs import ensure_tls_files
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.lambda_runtime import (
+from infra.local.apigateway.service import ApiGateway, ApiRoute, GatewayResponse, Throttle
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.functions.runtime import (
     THROTTLED,
     ConcurrencyLimit,
     FunctionError,
     FunctionPool,
     FunctionSpec,
 )
-from infra.local.template_model import GatewayResponse
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.net.certs import ensure_tls_files
 
 REGION = "us-east-1"
 INVOKE = {

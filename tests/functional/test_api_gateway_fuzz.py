@@ -16,11 +16,11 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
-from infra.local.certs import ensure_tls_files
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.apigateway.service import ApiGateway, ApiRoute, Throttle
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.functions.runtime import FunctionPool, FunctionSpec
+from infra.local.net.certs import ensure_tls_files
 from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 

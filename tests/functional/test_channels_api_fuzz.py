@@ -21,7 +21,7 @@ from backend.channels_api import ChannelsApi
 from backend.poll_leases import PollLeases
 from backend.routes import load_routes
 from backend.tenants import UsersTableTenants
-from infra.local.template_model import load_template
+from infra.local.stack.template_model import load_template
 from tests.events.capture_stream_events import client as moto_client
 from tests.events.capture_stream_events import create_backend_tables
 from tests.support.local_stack import TEMPLATE

@@ -54,7 +54,7 @@ def physical_id(cfn: Any, stack: str, logical_id: str) -> str:
 
 def deployed_output(cfn: Any, stack: str, output: str, scratch: Path) -> str:
     """An output of the template the stack was deployed with, resolved against the stack."""
-    from infra.local.template_model import Resolver, load_template
+    from infra.local.stack.template_model import Resolver, load_template
 
     (scratch / "deployed.yaml").write_text(cfn.get_template(StackName=stack)["TemplateBody"])
     template = load_template(scratch / "deployed.yaml").body
@@ -114,7 +114,7 @@ def test_deploy_to_moto_creates_the_stack(moto_env: str, tmp_path: Path) -> None
         if "LogicalResourceId" in r
     }
     from infra.deploy import TEMPLATE
-    from infra.local.template_model import load_template
+    from infra.local.stack.template_model import load_template
 
     wanted = {k: v["Type"] for k, v in load_template(TEMPLATE).resources.items()}
     missing = {k: t for k, t in wanted.items() if k not in created}

@@ -20,8 +20,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from backend.dynamodb_transact import TransactClient
-from infra.local.credential_store import StoredCredential
-from infra.local.sigv4 import SignatureError, verify_authorization_header
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header
 from tests.support.moto_server import moto_server
 
 REGION = "us-east-1"

@@ -1,7 +1,7 @@
 """A TransactWriteItems that fails leaves no stream record, so the publisher pushes nothing.
 
 DynamoDB writes a transaction's stream records only when it commits. The local stack's
-transaction (``infra/local/moto_fixes.py``) applies its actions one by one and rolls back
+transaction (``infra/local/motohost/fixes.py``) applies its actions one by one and rolls back
 with ``put_item``/``delete_item`` when one fails midway; every one of those writes used to
 append a stream record (the applied action's INSERT, the rollback's REMOVE), which the
 publisher then numbered, logged and pushed: changes DynamoDB never emits.
@@ -26,9 +26,9 @@ from backend.change_store import ChangeStore
 from backend.publisher import Publisher
 from backend.routes import load_routes
 from backend.settings import Settings
-from infra.local.gateway import Gateway
-from infra.local.stream_pump import MappingSettings, StreamPump
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.functions.stream_pump import MappingSettings, StreamPump
+from infra.local.iot.gateway import Gateway
 from tests.events.capture_stream_events import client as moto_client
 from tests.events.capture_stream_events import create_backend_tables, create_example_tables
 from tests.support.identities import REGION, Identity, identity_policies, new_publisher

@@ -20,12 +20,12 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local import gateway as gateway_module
-from infra.local import websocket as ws
-from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore
-from infra.local.gateway import Gateway, GatewayConfig
-from infra.local.runner import GatewayThread
+from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.iot import gateway as gateway_module
+from infra.local.iot.broker import BrokerConfig
+from infra.local.iot.gateway import Gateway, GatewayConfig
+from infra.local.iot.gateway_thread import GatewayThread
+from infra.local.net import websocket as ws
 from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.identities import REGION, Identity, new_identity, new_publisher
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
@@ -74,8 +74,9 @@ def target(state_dir: Path) -> Iterator[Target]:
     config = GatewayConfig(
         port=0, state_dir=state_dir, broker=BrokerConfig(), handshake_timeout_s=1.0
     )
-    with GatewayThread(config, CredentialStore()) as gateway:
-        yield Target(gateway)
+    with GatewayThread(config, CredentialStore()) as running:
+        assert running.gateway is not None
+        yield Target(running.gateway)
 
 
 def check(answer: Answer) -> None:

@@ -17,14 +17,14 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.identity_service import (
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.identity.service import (
     COGNITO_ISSUER,
     IdentityPool,
     IdentityServiceConfig,
     IdentityServiceThread,
 )
-from infra.local.temporary_credentials import mint_temporary_credential
 from tests.support.moto_server import ACCOUNT, POOL_ID, PROVIDER, REGION, developer_credential
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/authenticated"

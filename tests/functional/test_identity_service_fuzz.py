@@ -16,8 +16,8 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.identity_service import IdentityPool, IdentityServiceConfig, IdentityServiceThread
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.identity.service import IdentityPool, IdentityServiceConfig, IdentityServiceThread
 from tests.support.http_strategies import TOKEN_CHARS, headers, url_chars
 from tests.support.moto_server import ACCOUNT, POOL_ID, PROVIDER, REGION, developer_credential
 from tests.support.raw_http import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.functions.runtime import FunctionPool, FunctionSpec
 
 
 def test_a_slow_init_does_not_count_against_the_function_timeout():

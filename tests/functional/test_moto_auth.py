@@ -21,9 +21,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.local.credential_store import credential_to_dict
-from infra.local.moto_auth import Permission, _request, permissions, service_info
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.credential_store import credential_to_dict
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.motohost.auth import Permission, _request, permissions, service_info
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -181,7 +181,7 @@ def test_rest_calls_are_found_from_method_and_path() -> None:
 def enforcing_moto() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """``moto_process --iam`` on a free port, its stdin and stdout ours."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_process", "0", "--iam", REGION, ACCOUNT],
+        [sys.executable, "-m", "infra.local.motohost.process", "0", "--iam", REGION, ACCOUNT],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -252,7 +252,7 @@ def test_the_moto_process_learns_and_forgets_keys_over_its_stdin(enforcing_moto)
 def test_without_iam_the_moto_process_checks_nothing() -> None:
     """The unit-level moto (no ``--iam``) keeps accepting anything, by design."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_process", "0"],
+        [sys.executable, "-m", "infra.local.motohost.process", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

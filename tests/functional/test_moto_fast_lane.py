@@ -33,7 +33,7 @@ REGION = "us-east-1"
 def start_moto(fast: bool) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "TIDINGS_MOTO_FAST_LANE": "1" if fast else "0", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_process", "0"],
+        [sys.executable, "-m", "infra.local.motohost.process", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
 from tests.support.moto_server import moto_server
 
 
@@ -128,7 +128,7 @@ def test_concurrent_transactions_on_one_counter_never_both_win(dynamodb) -> None
 
 
 def test_remembered_conditions_still_check_their_own_values(dynamodb) -> None:
-    from infra.local.moto_fixes import apply_condition_cache
+    from infra.local.motohost.fixes import apply_condition_cache
 
     apply_condition_cache()
     dynamodb.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "1"}})
@@ -159,7 +159,7 @@ def test_remembered_conditions_still_check_their_own_values(dynamodb) -> None:
 
 
 def test_remembered_conditions_keep_their_validation_errors(dynamodb) -> None:
-    from infra.local.moto_fixes import apply_condition_cache
+    from infra.local.motohost.fixes import apply_condition_cache
 
     apply_condition_cache()
     for _ in range(2):

@@ -1,8 +1,8 @@
-"""One differential test per moto patch of ``infra/local/moto_fixes.py`` that had none:
+"""One differential test per moto patch of ``infra/local/motohost/fixes.py`` that had none:
 the routing, iot-cognito and stream patches.
 
 Each test shows the behaviour with the patch next to moto's own: either two moto servers
-receive the same calls, the local stack's moto process (``infra.local.moto_process``, every
+receive the same calls, the local stack's moto process (``infra.local.motohost.process``, every
 fix applied) and moto as released (``python -m moto.server``, no fix), or the patched
 function is compared with moto's original, called directly.
 """
@@ -64,7 +64,7 @@ def motos() -> Iterator[Motos]:
         [
             sys.executable,
             "-m",
-            "infra.local.moto_process",
+            "infra.local.motohost.process",
             "0",
             str(notifications.getsockname()[1]),
         ],
@@ -235,7 +235,7 @@ def test_routing_patch_answers_as_moto_and_looks_each_host_up_once(
     from moto import backends
     from moto.moto_server import werkzeug_app
 
-    from infra.local.moto_fixes import apply_routing_fix
+    from infra.local.motohost.fixes import apply_routing_fix
 
     apply_routing_fix()
     dispatcher: Any = werkzeug_app.DomainDispatcherApplication

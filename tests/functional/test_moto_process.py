@@ -1,4 +1,4 @@
-"""The moto process (``infra/local/moto_process.py``): what it refuses and how it freezes.
+"""The moto process (``infra/local/motohost/process.py``): what it refuses and how it freezes.
 
 It freezes its heap (``gc.freeze``) once, when the local stack says start-up is done
 (``SIGUSR1``), after a collection, and never again: what is made later is collected as usual.
@@ -20,13 +20,14 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from infra.local.moto_fixes import MOTO_VERSION
+from infra.local.motohost.fixes import MOTO_VERSION
 from tests.support.moto_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 PRETEND_ANOTHER_MOTO = (
-    "import sys, infra.local.moto_fixes as fixes; fixes._installed_moto_version = lambda: '5.3.0'; "
+    "import sys, infra.local.motohost.fixes as fixes; "
+    "fixes._installed_moto_version = lambda: '5.3.0'; "
 )
 
 
@@ -58,7 +59,9 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 @pytest.fixture()
 def moto() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = start("import sys; from infra.local.moto_process import main; sys.exit(main(['0']))")
+    process = start(
+        "import sys; from infra.local.motohost.process import main; sys.exit(main(['0']))"
+    )
     try:
         assert process.stdout is not None
         line = read_line(process.stdout)
@@ -103,7 +106,8 @@ def test_moto_freezes_its_heap_once_when_asked(moto: tuple[subprocess.Popen[str]
 
 def test_moto_refuses_another_moto_release_with_one_line() -> None:
     process = start(
-        PRETEND_ANOTHER_MOTO + "from infra.local.moto_process import main; sys.exit(main(['0']))"
+        PRETEND_ANOTHER_MOTO
+        + "from infra.local.motohost.process import main; sys.exit(main(['0']))"
     )
     try:
         assert process.stdout is not None
@@ -143,7 +147,7 @@ def test_tidings_up_refuses_another_moto_release_with_one_line(tmp_path: Path) -
 def test_the_owner_freezes_its_own_heap_once() -> None:
     """``tidings up`` calls ``freeze_process_heap`` after the start; a second call does nothing."""
     code = (
-        "import gc; from infra.local.stack import freeze_process_heap; "
+        "import gc; from infra.local.stack.local_stack import freeze_process_heap; "
         "before = gc.get_freeze_count(); freeze_process_heap(); first = gc.get_freeze_count(); "
         "kept = [[n] for n in range(10000)]; freeze_process_heap(); "
         "print(before, first, gc.get_freeze_count())"

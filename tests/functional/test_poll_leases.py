@@ -12,7 +12,7 @@ import pytest
 
 from backend.errors import StoreError
 from backend.poll_leases import Lease, PollLeases, Refused
-from infra.local.template_model import load_template
+from infra.local.stack.template_model import load_template
 from tests.support.moto_server import moto_client, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,9 +26,9 @@ from backend.channels_api import ChannelsApi
 from backend.publisher import Publisher
 from backend.routes import load_routes
 from backend.settings import Settings
-from infra.local.gateway import Gateway
-from infra.local.stream_pump import MappingSettings, StreamPump
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.functions.stream_pump import MappingSettings, StreamPump
+from infra.local.iot.gateway import Gateway
 from tests.events.capture_stream_events import client as moto_client
 from tests.events.capture_stream_events import create_backend_tables, create_example_tables
 from tests.support.identities import REGION, Identity, identity_policies, new_publisher
@@ -56,9 +56,9 @@ class Moto:
 
 @contextmanager
 def table_backup_once_per_transaction() -> Iterator[None]:
-    """moto with the local stack's TransactWriteItems fixes (``infra/local/moto_fixes.py``):
+    """moto with the local stack's TransactWriteItems fixes (``infra/local/motohost/fixes.py``):
     no whole-table copy per action, and serialised transactions as DynamoDB isolates them."""
-    from infra.local.moto_fixes import apply_dynamodb_transaction_fixes
+    from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
 
     apply_dynamodb_transaction_fixes()
     yield

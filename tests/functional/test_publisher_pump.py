@@ -11,8 +11,8 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from infra.local.stream_pump import MappingSettings, StreamPump
-from infra.local.streams_wire import WireStreamsClient
+from infra.local.functions.stream_pump import MappingSettings, StreamPump
+from infra.local.functions.streams_wire import WireStreamsClient
 from tests.events.capture_stream_events import client, create_example_tables
 from tests.support.moto_server import moto_server
 from tests.support.streams import todos_stream

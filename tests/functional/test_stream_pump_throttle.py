@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.local.lambda_runtime import THROTTLED, FunctionError
-from infra.local.stream_pump import MappingSettings, StreamPump
+from infra.local.functions.runtime import THROTTLED, FunctionError
+from infra.local.functions.stream_pump import MappingSettings, StreamPump
 from tests.support.moto_server import moto_server
 from tests.support.streams import todos_stream
 

@@ -19,8 +19,8 @@ import pytest
 
 from auth.policies import PolicyScope, iot_policies, role_policy
 from backend.routes import load_routes
-from infra.local.iam_policy import is_allowed
-from infra.local.template_model import Resolver, Template, load_template
+from infra.local.awsauth.iam_policy import is_allowed
+from infra.local.stack.template_model import Resolver, Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"

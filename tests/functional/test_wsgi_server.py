@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.wsgi_server import WsgiServer
+from infra.local.motohost.wsgi_server import WsgiServer
 
 
 def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -41,14 +41,8 @@ def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 @pytest.fixture
 def server() -> Iterator[WsgiServer]:
-    served = WsgiServer(echo_app, "127.0.0.1", 0)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    try:
+    with WsgiServer(echo_app, "127.0.0.1", 0) as served:
         yield served
-    finally:
-        served.close()
-        thread.join(timeout=10)
 
 
 def call(connection: http.client.HTTPConnection, method: str, path: str, **kw: Any) -> Any:
@@ -58,7 +52,7 @@ def call(connection: http.client.HTTPConnection, method: str, path: str, **kw: A
 
 
 def test_requests_on_one_kept_alive_connection_are_answered_in_turn(server: WsgiServer) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     threads = set()
     for index in range(3):
         response, data = call(
@@ -79,7 +73,7 @@ def test_requests_on_one_kept_alive_connection_are_answered_in_turn(server: Wsgi
 
 
 def test_chunked_and_100_continue_bodies_arrive_whole(server: WsgiServer) -> None:
-    with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"PUT /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\n\r\n"
@@ -97,7 +91,7 @@ def test_chunked_and_100_continue_bodies_arrive_whole(server: WsgiServer) -> Non
 def test_a_failing_app_gets_a_500_with_a_reason_and_the_connection_survives(
     server: WsgiServer,
 ) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     response, data = call(connection, "GET", "/boom")
     assert response.status == 500
     assert json.loads(data) == {"error": "internal_error", "message": "the app failed"}
@@ -106,7 +100,7 @@ def test_a_failing_app_gets_a_500_with_a_reason_and_the_connection_survives(
 
 
 def test_head_answers_carry_no_body(server: WsgiServer) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     response, data = call(connection, "HEAD", "/x")
     assert response.status == 201 and data == b""
     assert int(response.getheader("Content-Length")) > 0
@@ -115,22 +109,25 @@ def test_head_answers_carry_no_body(server: WsgiServer) -> None:
 
 
 def test_malformed_requests_get_a_400_and_close(server: WsgiServer) -> None:
-    with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"NONSENSE\r\n\r\n")
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 400")
-    with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n")
         reply = _read_until_closed(sock)
         assert reply.startswith(b"HTTP/1.1 400") and b"Connection: close" in reply
         assert b"negative Content-Length" in reply
-    with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 400")
 
 
-def test_a_busy_port_raises_at_once(server: WsgiServer) -> None:
+def test_a_busy_port_raises_at_start(server: WsgiServer) -> None:
+    second = WsgiServer(echo_app, "127.0.0.1", server.port)
     with pytest.raises(OSError):
-        WsgiServer(echo_app, "127.0.0.1", server.effective_port)
+        second.start()
+    assert not second.ready
+    second.stop()  # harmless: it never started
 
 
 def _read_reply(sock: socket.socket) -> bytes:

@@ -14,8 +14,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from infra.local import mqtt_codec as mq
-from infra.local.stack import LocalStack
+from infra.local.iot import mqtt_codec as mq
+from infra.local.stack.local_stack import LocalStack
 from tests.support.identities import Identity
 from tests.support.local_stack import (
     add_user,

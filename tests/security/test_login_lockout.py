@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.local.stack import LocalStack
+from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
 PAIR_LIMIT = 5  # RateLimits' defaults: the template sets no TIDINGS_LOGIN_* variable

@@ -26,9 +26,9 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.local.credential_store import StoredCredential
-from infra.local.stack import ACCOUNT_ID, LocalStack
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.stack.local_stack import ACCOUNT_ID, LocalStack
 from tests.support.local_stack import add_user, credentials_for, login_over_https, stack_config
 
 REGION = "us-east-1"

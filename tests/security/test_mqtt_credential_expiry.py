@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 
-from infra.local import mqtt_codec as mq
-from infra.local.gateway import Gateway
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.gateway import Gateway
 from tests.support.identities import new_identity, new_publisher
 from tests.support.raw_mqtt import RawClient
 from tests.support.real_clients import CLIENT_KINDS, iot_data_client

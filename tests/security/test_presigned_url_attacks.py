@@ -12,7 +12,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from infra.local.gateway import Gateway
+from infra.local.iot.gateway import Gateway
 from tests.support.identities import Identity, new_identity
 from tests.support.raw_mqtt import RawClient
 from tests.support.real_clients import presigned_mqtt_path

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.local.api_gateway import ApiGateway, ApiRoute
-from infra.local.certs import ensure_tls_files
-from infra.local.credential_store import CredentialStore
-from infra.local.lambda_runtime import FunctionPool, FunctionSpec
+from infra.local.apigateway.service import ApiGateway, ApiRoute
+from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.functions.runtime import FunctionPool, FunctionSpec
+from infra.local.net.certs import ensure_tls_files
 
 
 @pytest.fixture(scope="module")

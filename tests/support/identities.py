@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.local.credential_store import StoredCredential
-from infra.local.stack import LocalStack, StackConfig
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.stack.local_stack import LocalStack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -31,14 +31,14 @@ from auth.settings import AuthSettings, OidcIssuer, RateLimits
 from auth.store import UsersStore
 from auth.tokens import JwksCache
 from backend.routes import load_routes
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.identity_service import (
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.identity.service import (
     IdentityPool,
     IdentityServiceConfig,
     IdentityServiceThread,
     iot_control_plane_policies,
 )
-from infra.local.temporary_credentials import mint_temporary_credential
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -59,10 +59,10 @@ def free_port() -> int:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A ThreadedMotoServer on a free 127.0.0.1 port, with the local stack's moto fixes (as
-    ``infra/local/moto_process.py`` applies them); yields its endpoint URL."""
+    ``infra/local/motohost/process.py`` applies them); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    from infra.local.moto_fixes import apply_local_stack_fixes
+    from infra.local.motohost.fixes import apply_local_stack_fixes
 
     apply_local_stack_fixes()
 

@@ -14,7 +14,7 @@ import ssl
 import struct
 from pathlib import Path
 
-from infra.local import mqtt_codec as mq
+from infra.local.iot import mqtt_codec as mq
 from tests.support.identities import Identity
 from tests.support.real_clients import presigned_mqtt_path
 

@@ -22,7 +22,7 @@ from auth.policies import (
 )
 from backend.access import Principal, may_read
 from backend.routes import load_routes, parse_routes
-from infra.local.iam_policy import is_allowed, validate_policy
+from infra.local.awsauth.iam_policy import is_allowed, validate_policy
 from tests.support.moto_server import ROUTES_FILE
 
 REGION, ACCOUNT = "us-east-1", "123456789012"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.local import mqtt_codec as mq
-from infra.local.broker import _Pending
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.broker import _Pending
 
 
 @given(

@@ -2,7 +2,7 @@
 
 Maximum Packet Size, Message Expiry Interval, shared subscriptions and Subscription
 Identifiers, as AWS IoT Core handles them. No sockets: each client is a
-:class:`~infra.local.broker.MqttConnection` fed encoded packets, its output decoded again.
+:class:`~infra.local.iot.broker.MqttConnection` fed encoded packets, its output decoded again.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from infra.local import mqtt_codec as mq
-from infra.local.broker import (
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.broker import (
     MAX_MESSAGE_EXPIRY_S,
     MAX_PACKET_BYTES,
     MAX_SUBSCRIPTIONS_PER_SHARED_GROUP,
     Broker,
     BrokerConfig,
 )
-from infra.local.credential_store import StoredCredential
-from infra.local.temporary_credentials import mint_temporary_credential
 from tests.support.identities import ARN, identity_policies
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.local import broker as broker_module
-from infra.local.broker import Broker, BrokerConfig
+from infra.local.iot import broker as broker_module
+from infra.local.iot.broker import Broker, BrokerConfig
 
 
 def test_versions_increase_and_the_oldest_ids_are_forgotten(

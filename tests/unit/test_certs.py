@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from infra.local.certs import aws_style_iot_host, ensure_tls_files
+from infra.local.net.certs import aws_style_iot_host, ensure_tls_files
 
 
 def test_certificate_names_and_reuse(tmp_path: Path) -> None:

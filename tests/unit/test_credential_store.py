@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.credential_store import (
+from infra.local.awsauth.credential_store import (
     CredentialFileError,
     CredentialStore,
     write_credentials_file,
 )
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 
 
 def test_round_trip_through_a_file(tmp_path: Path) -> None:

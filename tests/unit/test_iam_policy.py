@@ -6,8 +6,14 @@ from typing import Any
 
 import pytest
 
-from infra.local import iam_policy
-from infra.local.iam_policy import Decision, PolicyError, evaluate, is_allowed, validate_policy
+from infra.local.awsauth import iam_policy
+from infra.local.awsauth.iam_policy import (
+    Decision,
+    PolicyError,
+    evaluate,
+    is_allowed,
+    validate_policy,
+)
 
 ALLOW, DENY, NONE = Decision.ALLOW, Decision.EXPLICIT_DENY, Decision.IMPLICIT_DENY
 ARN = "arn:aws:iot:us-east-1:123456789012"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.lambda_runtime import ConcurrencyLimit
-from infra.local.template_model import Template, TemplateError, load_template
+from infra.local.functions.runtime import ConcurrencyLimit
+from infra.local.stack.template_model import Template, TemplateError, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "infra" / "template.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import moto_fixes
-from infra.local.moto_fixes import MOTO_VERSION, MotoVersionError, check_moto_version
+from infra.local.motohost import fixes as moto_fixes
+from infra.local.motohost.fixes import MOTO_VERSION, MotoVersionError, check_moto_version
 
 ROOT = Path(__file__).resolve().parents[2]
 

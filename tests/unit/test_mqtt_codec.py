@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local import mqtt_codec
-from infra.local.mqtt_codec import (
+from infra.local.iot import mqtt_codec
+from infra.local.iot.mqtt_codec import (
     PROP_ASSIGNED_CLIENT_ID,
     PROP_AUTH_DATA,
     PROP_AUTH_METHOD,

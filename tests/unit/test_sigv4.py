@@ -23,9 +23,9 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local import sigv4
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.sigv4 import SignatureError, VerifiedRequest
+from infra.local.awsauth import sigv4
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.sigv4 import SignatureError, VerifiedRequest
 
 REGION = "us-east-1"
 IOT_HOST = "abc123example-ats.iot.us-east-1.amazonaws.com"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.local.topics import (
+from infra.local.iot.topics import (
     SubscriptionIndex,
     TopicError,
     split_shared_filter,

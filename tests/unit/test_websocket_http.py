@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.local import websocket as ws
-from infra.local.http1 import HttpError, error_response, parse_request_head
+from infra.local.net import websocket as ws
+from infra.local.net.http1 import HttpError, error_response, parse_request_head
 
 
 def client_frame(payload: bytes, opcode: int = ws.OP_BINARY, fin: bool = True) -> bytes:

@@ -19,13 +19,13 @@ import io
 import json
 import logging
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from infra.local.moto_auth import RAW_HEADERS
+from infra.local.motohost.auth import RAW_HEADERS
+from infra.local.net.service import ServerThread
 
 __all__ = ["WsgiServer"]
 
@@ -34,30 +34,20 @@ _IDLE_TIMEOUT_S = 300.0
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive"}
 
 
-class WsgiServer:
-    """Serves ``app`` on ``host:port`` (0 picks a free port) until :meth:`close`."""
+class WsgiServer(ServerThread):
+    """Serves ``app`` on ``host:port`` (0 picks a free port) from :meth:`start` to :meth:`stop`."""
+
+    name = "moto WSGI server"
 
     def __init__(self, app: Callable[..., Iterable[bytes]], host: str, port: int) -> None:
-        """Binds at once: an ``OSError`` names a busy port."""
-        self._server = _Server((host, port), _Handler)
-        self._server.app = app
-        self._running = threading.Event()
+        super().__init__()
+        self._app = app
+        self._address = (host, port)
 
-    @property
-    def effective_port(self) -> int:
-        """The port it listens on."""
-        return int(self._server.server_address[1])
-
-    def run(self) -> None:
-        """Serve until :meth:`close` (blocks)."""
-        self._running.set()
-        self._server.serve_forever(poll_interval=0.5)
-
-    def close(self) -> None:
-        """Stop serving and release the port (from another thread than :meth:`run`)."""
-        if self._running.is_set():
-            self._server.shutdown()  # waits for run() to return
-        self._server.server_close()
+    def _bind(self) -> _Server:
+        server = _Server(self._address, _Handler)
+        server.app = self._app
+        return server
 
 
 class _Server(ThreadingHTTPServer):

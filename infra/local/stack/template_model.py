@@ -16,11 +16,12 @@ from typing import Any
 
 import yaml
 
+from infra.local.apigateway.service import GatewayResponse
+
 __all__ = [
     "ApiMethod",
     "EventSourceMapping",
     "FunctionDef",
-    "GatewayResponse",
     "Resolver",
     "Template",
     "TemplateError",
@@ -114,20 +115,6 @@ class ApiMethod:
     resource_path: str
     authorization: str
     function: str | None  # logical id of the proxied function
-
-
-@dataclass(frozen=True)
-class GatewayResponse:
-    """An ``AWS::ApiGateway::GatewayResponse``: what API Gateway answers for ``response_type``.
-
-    Only static values are supported locally: header values are quoted literals (``"'1'"``)
-    and the ``application/json`` template is sent as it is.
-    """
-
-    response_type: str
-    status_code: int | None
-    headers: Mapping[str, str]
-    body: str | None
 
 
 @dataclass

@@ -11,8 +11,8 @@ road alike), and that answers each request the way AWS's front door does:
    (how to answer an error), its signing name (the credential scope it must be signed for)
    and its operations.
 2. **Who signed it**: the ``Authorization: AWS4-HMAC-SHA256`` header, or a presigned query
-   (``X-Amz-Algorithm``), verified by :mod:`infra.local.sigv4` against a
-   :class:`~infra.local.credential_store.CredentialStore` for the stack's region and the
+   (``X-Amz-Algorithm``), verified by :mod:`infra.local.awsauth.sigv4` against a
+   :class:`~infra.local.awsauth.credential_store.CredentialStore` for the stack's region and the
    service's signing name, within 15 minutes of the server's clock (AWS's window).
    Unsigned, unknown key, wrong token, wrong signature, expired credentials: refused.
 3. **What it asks for**: the operation mapped to its IAM action(s) and resource ARN(s)
@@ -24,7 +24,7 @@ road alike), and that answers each request the way AWS's front door does:
    on the function ARN; any other operation ``<signing name>:<Operation>`` on ``*``. REST
    operations are found from method and path with the service's botocore model.
 4. **Whether it may**: every one of those permissions allowed by the credential's policy sets
-   with :func:`infra.local.iam_policy.is_allowed`, the evaluator the gateways use. The
+   with :func:`infra.local.awsauth.iam_policy.is_allowed`, the evaluator the gateways use. The
    first one refused is answered with AWS's AccessDenied message ("User: <arn> is not
    authorized to perform: <action> on resource: <arn> because no identity-based policy
    allows the <action> action").
@@ -39,7 +39,7 @@ S3 ``<Error>`` XML with S3's own codes (``InvalidAccessKeyId``, ``SignatureDoesN
 ``AccessDenied``...).
 
 Decisions are cached per (access key, action, resource) until the store changes; the SigV4
-signing key is cached per (secret, date, region, service) in :mod:`infra.local.sigv4`, as
+signing key is cached per (secret, date, region, service) in :mod:`infra.local.awsauth.sigv4`, as
 the SDKs do. moto's own endpoints (``/moto-api``, instance metadata) are not AWS APIs: they
 need a signature whose policies allow ``moto:<path>`` (the developer's ``*`` does).
 """
@@ -58,9 +58,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 from xml.sax.saxutils import escape
 
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.iam_policy import Decision, evaluate
-from infra.local.sigv4 import SignatureError, verify_authorization_header, verify_presigned
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.iam_policy import Decision, evaluate
+from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header, verify_presigned
 
 __all__ = [
     "PARSED_JSON",
@@ -178,7 +178,7 @@ class _Request:
 
 
 class Refusal(Exception):
-    """A request AWS would refuse: ``kind`` is a :class:`~infra.local.sigv4.SignatureError`
+    """A request AWS would refuse: ``kind`` is a :class:`~infra.local.awsauth.sigv4.SignatureError`
     code, ``missing`` (no signature at all), or ``access_denied``."""
 
     def __init__(self, kind: str, message: str) -> None:

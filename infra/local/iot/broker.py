@@ -43,10 +43,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from infra.local import mqtt_codec as mq
-from infra.local.credential_store import StoredCredential
-from infra.local.iam_policy import is_allowed
-from infra.local.topics import (
+from infra.local.awsauth.credential_store import StoredCredential
+from infra.local.awsauth.iam_policy import is_allowed
+from infra.local.iot import mqtt_codec as mq
+from infra.local.iot.topics import (
     SHARE_PREFIX,
     SubscriptionIndex,
     TopicError,

@@ -2,7 +2,7 @@
 
 STS hands out an access key id starting ``ASIA``, a secret and a session token, valid until an
 expiration. The local identity service, the demo and the tests mint theirs here and put them
-in a :class:`~infra.local.credential_store.CredentialStore`.
+in a :class:`~infra.local.awsauth.credential_store.CredentialStore`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from infra.local.credential_store import StoredCredential
+from infra.local.awsauth.credential_store import StoredCredential
 
 __all__ = ["mint_temporary_credential"]
 

@@ -11,7 +11,7 @@ serialisation and headers), with only the attributes those handlers read set up.
 else (other services, compressed bodies, query strings) takes moto's usual road.
 
 Signatures and IAM are checked in front of both roads, once, by
-:class:`~infra.local.moto_auth.MotoAuth` (which hands the JSON body it parsed on to here).
+:class:`~infra.local.motohost.auth.MotoAuth` (which hands the JSON body it parsed on to here).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlparse
 
-from infra.local.moto_auth import PARSED_JSON
+from infra.local.motohost.auth import PARSED_JSON
 
 __all__ = ["FastLane"]
 
@@ -98,7 +98,7 @@ class FastLane:
     ) -> dict[str, Any] | tuple[int, dict[str, str], str]:
         """The call's JSON body, or AWS's 400 for a call that names no operation or whose
         body is no JSON object (moto's own road answers both with a bare 500). ``parsed``:
-        the body as :class:`~infra.local.moto_auth.MotoAuth` already parsed it."""
+        the body as :class:`~infra.local.motohost.auth.MotoAuth` already parsed it."""
         service, operations = self._operations(handler_class)
         if action not in operations:
             return _error(

@@ -56,7 +56,7 @@ class LambdaContext:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m infra.local.lambda_worker HANDLER NAME TIMEOUT MEMORY``"""
+    """``python -m infra.local.functions.worker HANDLER NAME TIMEOUT MEMORY``"""
     handler_path, name, timeout_s, memory_mb = argv[0], argv[1], float(argv[2]), int(argv[3])
     region = os.environ.get("AWS_REGION") or DEFAULT_REGION
     account_id = os.environ.get(ACCOUNT_ID_VARIABLE) or DEFAULT_ACCOUNT_ID

@@ -1,12 +1,12 @@
 """The local AWS IoT Core endpoint: TLS, WebSocket MQTT at ``/mqtt``, and iot-data Publish.
 
 One asyncio process on 127.0.0.1. Every connection is TLS (the local CA from
-:mod:`infra.local.certs`); TLS is driven through ``ssl.MemoryBIO`` rather than asyncio's SSL
+:mod:`infra.local.net.certs`); TLS is driven through ``ssl.MemoryBIO`` rather than asyncio's SSL
 transport, whose 256 KiB per-connection read buffer would make thousands of idle connections
 expensive. After TLS, a connection speaks HTTP/1.1:
 
 * ``GET /mqtt`` with a SigV4-presigned query (services ``iotdevicegateway`` and ``iotdata``)
-  upgrades to a WebSocket carrying MQTT 3.1.1 or 5 (:mod:`infra.local.broker`: sessions,
+  upgrades to a WebSocket carrying MQTT 3.1.1 or 5 (:mod:`infra.local.iot.broker`: sessions,
   shared subscriptions, MQTT 5 limits and what the CONNACK advertises). An MQTT packet over
   the advertised 149,504 bytes gets DISCONNECT 0x95; a WebSocket message over that plus
   1 KiB is closed at the WebSocket level (1009) before it is buffered;
@@ -30,17 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from infra.local import websocket as ws
-from infra.local.broker import (
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.iam_policy import is_allowed
+from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header, verify_presigned
+from infra.local.iot.broker import (
     MAX_PACKET_BYTES,
     MAX_PAYLOAD_BYTES,
     Broker,
     BrokerConfig,
     MqttConnection,
 )
-from infra.local.certs import TlsFiles, ensure_tls_files
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.http1 import (
+from infra.local.iot.topics import TopicError, validate_topic_name
+from infra.local.net import websocket as ws
+from infra.local.net.certs import TlsFiles, ensure_tls_files
+from infra.local.net.http1 import (
     MAX_HEAD_BYTES,
     HttpError,
     Request,
@@ -49,9 +52,6 @@ from infra.local.http1 import (
     parse_request_head,
     render_response,
 )
-from infra.local.iam_policy import is_allowed
-from infra.local.sigv4 import SignatureError, verify_authorization_header, verify_presigned
-from infra.local.topics import TopicError, validate_topic_name
 
 __all__ = ["Gateway", "GatewayConfig"]
 

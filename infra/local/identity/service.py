@@ -24,7 +24,7 @@ Where the IoT policies come from: :func:`iot_control_plane_policies` asks the Io
 plane (moto) with ``ListAttachedPolicies(target=identityId)`` and ``GetPolicy`` at every
 credential mint, so what the login Lambda attached is what the gateway enforces. (moto
 5.2.5 refuses ``AttachPolicy`` for identity ids its own cognito-identity did not issue;
-``infra/local/moto_fixes.py`` makes it accept any Cognito identity id, as AWS does.)
+``infra/local/motohost/fixes.py`` makes it accept any Cognito identity id, as AWS does.)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
@@ -49,11 +49,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from infra.local.credential_store import CredentialStore, PolicyDocument, StoredCredential
-from infra.local.http_server import HTTP_REFUSAL_TYPES, HttpRefusal, RefusingRequestHandler
-from infra.local.iam_policy import PolicyError, is_allowed, validate_policy
-from infra.local.sigv4 import SignatureError, verify_authorization_header
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.awsauth.credential_store import CredentialStore, PolicyDocument, StoredCredential
+from infra.local.awsauth.iam_policy import PolicyError, is_allowed, validate_policy
+from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.net.http_server import HTTP_REFUSAL_TYPES, HttpRefusal, RefusingRequestHandler
+from infra.local.net.service import ServerThread
 
 __all__ = [
     "COGNITO_ISSUER",
@@ -779,8 +780,10 @@ class _Server(ThreadingHTTPServer):
         self.service = service
 
 
-class IdentityServiceThread:
+class IdentityServiceThread(ServerThread):
     """``with IdentityServiceThread(config, store) as svc: ... svc.endpoint ...``"""
+
+    name = "identity service"
 
     def __init__(
         self,
@@ -791,6 +794,7 @@ class IdentityServiceThread:
         on_new_identity: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.credentials = credentials if credentials is not None else CredentialStore()
         self.service = IdentityService(
             config,
@@ -799,35 +803,17 @@ class IdentityServiceThread:
             on_new_identity=on_new_identity,
             clock=clock,
         )
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> IdentityServiceThread:
-        """Listen on ``config.host:config.port`` (0 = a free port) in a background thread."""
+    def _bind(self) -> _Server:
+        """Listen on ``config.host:config.port`` (0 = a free port)."""
         config = self.service.config
-        self._server = _Server((config.host, config.port), self.service)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="identity", daemon=True
-        )
-        self._thread.start()
+        return _Server((config.host, config.port), self.service)
+
+    def start(self) -> Self:
+        """Serve in a background thread; returns this service."""
+        super().start()
         log.info("identity service on %s", self.endpoint)
         return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        assert self._server is not None
-        return int(self._server.server_address[1])
 
     @property
     def endpoint(self) -> str:
@@ -838,12 +824,6 @@ class IdentityServiceThread:
     def jwks_uri(self) -> str:
         """Where the token signing keys are served."""
         return f"{self.endpoint}/.well-known/jwks_uri"
-
-    def __enter__(self) -> IdentityServiceThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --- wiring to the IoT control plane ------------------------------------------------------

@@ -50,7 +50,7 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
-from infra.local.credential_store import StoredCredential
+from infra.local.awsauth.credential_store import StoredCredential
 
 __all__ = [
     "SignatureError",

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.lambda_worker import READY_LINE
+from infra.local.functions.worker import READY_LINE
 
 __all__ = ["THROTTLED", "ConcurrencyLimit", "FunctionError", "FunctionPool", "FunctionSpec"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INIT_TIMEOUT_S = 120.0
 """How long a worker may take to import its handler (AWS allows 10 s on its hardware)."""
 THROTTLED = "TooManyRequestsException"
@@ -107,7 +107,7 @@ class _Worker:
             [
                 sys.executable,
                 "-m",
-                "infra.local.lambda_worker",
+                "infra.local.functions.worker",
                 spec.handler,
                 spec.name,
                 str(spec.timeout_s),

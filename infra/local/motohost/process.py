@@ -1,15 +1,15 @@
 """moto in server mode in a process of its own, with the local stack's fixes applied.
 
-``python -m infra.local.moto_process PORT [NOTIFY_PORT] [--iam REGION ACCOUNT]`` listens on
+``python -m infra.local.motohost.process PORT [NOTIFY_PORT] [--iam REGION ACCOUNT]`` listens on
 127.0.0.1 (0 picks a free port) and prints ``READY <port>`` once it serves. With
 ``NOTIFY_PORT`` it sends a UDP datagram holding the table name to 127.0.0.1:NOTIFY_PORT
 whenever a stream record is added, so the stream pumps read at once.
 
 With ``--iam`` (the local stack always passes it) every request must be SigV4-signed with a
 key the stack issued and be allowed by that key's IAM policies
-(:class:`~infra.local.moto_auth.MotoAuth`, for the stack's region and account). The keys come
+(:class:`~infra.local.motohost.auth.MotoAuth`, for the stack's region and account). The keys come
 over stdin, a pipe only the stack holds, never a file or a port: one JSON line per change,
-``{"put": {...credential...}}`` (the form :func:`~infra.local.credential_store.
+``{"put": {...credential...}}`` (the form :func:`~infra.local.awsauth.credential_store.
 credential_from_dict` reads) or ``{"remove": "<access key id>"}``, each answered on stdout by
 ``ACK <n>`` (``n`` counts the lines) once it is in effect, or ``NACK <n> <why>``; the stack
 waits for the answer before it hands a key out. End of stdin (the stack is gone) stops the
@@ -18,14 +18,14 @@ process. Without ``--iam`` nothing is checked (the bare moto that unit-level tes
 Running moto apart keeps its CPU-heavy request handling off the process that runs the IoT
 gateway and the stream pumps.
 
-moto's app is served by :class:`~infra.local.wsgi_server.WsgiServer` (a thread per kept-alive
-connection) rather than moto's own werkzeug server, which closes the connection after every
-answer, so that every AWS call paid for a new TCP connection and a new thread. With
+moto's app is served by :class:`~infra.local.motohost.wsgi_server.WsgiServer` (a thread per
+kept-alive connection) rather than moto's own werkzeug server, which closes the connection
+after every answer, so that every AWS call paid for a new TCP connection and a new thread. With
 keep-alive (then waitress), the end-to-end benchmark's write → receive p50 went from 25 to
 18 ms at 10 writes/s and from ~60 to ~40 ms at 100 writes/s; without waitress's hand-over of
 every request between its socket loop and a worker thread, from 27-32 to 16-21 ms at
 100 writes/s (three runs each, alternating, same session).
-DynamoDB and DynamoDB Streams calls take :class:`~infra.local.moto_fast_lane.FastLane`
+DynamoDB and DynamoDB Streams calls take :class:`~infra.local.motohost.fast_lane.FastLane`
 past moto's Flask layer; ``TIDINGS_MOTO_FAST_LANE=0`` sends them the usual way.
 
 ``SIGUSR1`` (sent by the local stack once its start-up is done) moves the heap built so far
@@ -47,11 +47,15 @@ import sys
 import threading
 from typing import IO, Any
 
-from infra.local.credential_store import CredentialFileError, CredentialStore, credential_from_dict
-from infra.local.moto_auth import MotoAuth
-from infra.local.moto_fast_lane import FastLane
-from infra.local.moto_fixes import MotoVersionError, apply_local_stack_fixes, check_moto_version
-from infra.local.wsgi_server import WsgiServer
+from infra.local.awsauth.credential_store import (
+    CredentialFileError,
+    CredentialStore,
+    credential_from_dict,
+)
+from infra.local.motohost.auth import MotoAuth
+from infra.local.motohost.fast_lane import FastLane
+from infra.local.motohost.fixes import MotoVersionError, apply_local_stack_fixes, check_moto_version
+from infra.local.motohost.wsgi_server import WsgiServer
 
 
 def main(argv: list[str]) -> int:
@@ -84,11 +88,10 @@ def main(argv: list[str]) -> int:
             app, credentials, region=region, account_id=account_id, dispatcher=dispatcher
         )
     try:
-        server = WsgiServer(app, "127.0.0.1", port)
+        server = WsgiServer(app, "127.0.0.1", port).start()
     except OSError as exc:
         _say(f"ERROR {exc}")
         return 1
-    threading.Thread(target=server.run, daemon=True, name="moto-server").start()
     if iam is not None:
         threading.Thread(
             target=_read_credentials,
@@ -96,10 +99,10 @@ def main(argv: list[str]) -> int:
             daemon=True,
             name="moto-credentials",
         ).start()
-    _say(f"READY {server.effective_port}")
+    _say(f"READY {server.port}")
     while signal.sigwait(_SIGNALS) == signal.SIGUSR1:
         _say(f"FROZEN {_freeze_heap()}")
-    server.close()
+    server.stop()
     return 0
 
 

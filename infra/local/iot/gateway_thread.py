@@ -10,28 +10,35 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from infra.local.credential_store import CredentialStore
-from infra.local.gateway import Gateway, GatewayConfig
+from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.iot.gateway import Gateway, GatewayConfig
+from infra.local.net.service import Service
 
 __all__ = ["GatewayThread"]
 
 T = TypeVar("T")
 
 
-class GatewayThread:
-    """``with GatewayThread(config, store) as gw: ... gw.port ...``"""
+class GatewayThread(Service):
+    """``with GatewayThread(config, store) as gw: ... gw.port ... gw.gateway ...``"""
+
+    name = "IoT gateway"
 
     def __init__(self, config: GatewayConfig, credentials: CredentialStore | None = None) -> None:
         self.config = config
         self.credentials = credentials if credentials is not None else CredentialStore()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
+        """The running gateway (``None`` when stopped)."""
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the gateway's loop and wait for its result."""
+        if self.loop is None:
+            coroutine.close()
+            raise self._not_running()
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return future.result(timeout)
 
@@ -43,8 +50,12 @@ class GatewayThread:
 
         return self.run(invoke())
 
-    def start(self) -> Gateway:
-        """Start the loop thread and the gateway; returns the running gateway."""
+    def start(self) -> Self:
+        """Start the loop thread and the gateway on it; returns this service."""
+        if self.loop is not None:
+            raise RuntimeError(f"the {self.name} is already running")
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self._thread.start()
 
         async def boot() -> Gateway:
@@ -52,26 +63,34 @@ class GatewayThread:
             await gateway.start()
             return gateway
 
-        self.gateway = self.run(boot())
-        return self.gateway
+        try:
+            self.gateway = self.run(boot())
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        """Stop the gateway and the loop thread."""
+        """Stop the gateway and the loop thread (idempotent)."""
+        loop, thread = self.loop, self._thread
+        if loop is None or thread is None:
+            return
         if self.gateway is not None:
             self.run(self.gateway.stop())
             self.gateway = None
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        self.loop, self._thread = None, None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the gateway serves."""
+        return self.gateway is not None
 
     @property
     def port(self) -> int:
         """The port the gateway listens on."""
-        assert self.gateway is not None
+        if self.gateway is None:
+            raise self._not_running()
         return self.gateway.port
-
-    def __enter__(self) -> Gateway:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -13,7 +13,7 @@ AWS. A function that Lambda refuses to run (throttled: its reserved concurrency,
 account's, is in use) is an integration failure: API Gateway REST answers it with a bare
 500 "Internal server error" (Lambda's 429 is never passed on), unless the API customises the
 ``INTEGRATION_FAILURE`` (or else ``DEFAULT_5XX``) gateway response, which the template does
-and this gateway honours (:class:`~infra.local.template_model.GatewayResponse`).
+and this gateway honours (:class:`~infra.local.stack.template_model.GatewayResponse`).
 """
 
 from __future__ import annotations
@@ -32,24 +32,38 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from infra.local.credential_store import CredentialStore, StoredCredential
-from infra.local.http_server import (
+from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.iam_policy import is_allowed
+from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header
+from infra.local.functions.runtime import THROTTLED
+from infra.local.net.http_server import (
     HTTP_REFUSAL_TYPES,
     HttpRefusal,
     RefusingRequestHandler,
     TlsThreadingHTTPServer,
 )
-from infra.local.iam_policy import is_allowed
-from infra.local.lambda_runtime import THROTTLED
-from infra.local.sigv4 import SignatureError, verify_authorization_header
-from infra.local.template_model import GatewayResponse
+from infra.local.net.service import ServerThread
 
-__all__ = ["ApiGateway", "ApiRoute", "Throttle"]
+__all__ = ["ApiGateway", "ApiRoute", "GatewayResponse", "Throttle"]
 
 log = logging.getLogger("tidings.api")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 Invoker = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An ``AWS::ApiGateway::GatewayResponse``: what API Gateway answers for ``response_type``.
+
+    Only static values are supported locally: header values are quoted literals (``"'1'"``)
+    and the ``application/json`` template is sent as it is.
+    """
+
+    response_type: str
+    status_code: int | None
+    headers: Mapping[str, str]
+    body: str | None
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,10 @@ class Throttle:
             return False
 
 
-class ApiGateway:
+class ApiGateway(ServerThread):
     """``start()`` serves HTTPS on 127.0.0.1; ``url`` is the stage's invoke URL."""
+
+    name = "API gateway"
 
     def __init__(
         self,
@@ -142,6 +158,11 @@ class ApiGateway:
         self.api_id = api_id
         self.stage = stage
         self.throttle = throttle or Throttle(0, 0)
+        self._port = port
+        self._ssl_context = ssl_context
+        super().__init__()
+
+    def _bind(self) -> TlsThreadingHTTPServer:
         gateway = self
 
         class Handler(_RequestHandler):
@@ -149,25 +170,12 @@ class ApiGateway:
 
         # TLS is negotiated in each connection's thread, so a client that connects and never
         # finishes its handshake holds only its own thread, not the accept loop
-        self._server = TlsThreadingHTTPServer(("127.0.0.1", port), Handler, ssl_context)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, daemon=True, name="api-gateway"
-        )
+        return TlsThreadingHTTPServer(("127.0.0.1", self._port), Handler, self._ssl_context)
 
     @property
     def url(self) -> str:
         """Base URL including the stage, like ``https://<id>.execute-api…/<stage>``."""
         return f"https://localhost:{self.port}/{self.stage}"
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
 
     # ---------------------------------------------------------------- request handling
     def handle(

@@ -31,7 +31,7 @@ The handler is any ``event -> response`` callable: the publisher in-process, or 
 worker of the local Lambda runtime. The streams client is passed in (botocore 1.44 needs an
 explicit endpoint or ``account_id_endpoint_mode="disabled"`` for DynamoDB Streams): a boto3
 client, or one whose ``returns_wire`` says ``get_records`` hands over DynamoDB's own JSON
-(:class:`~infra.local.streams_wire.WireStreamsClient`).
+(:class:`~infra.local.functions.streams_wire.WireStreamsClient`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.local.lambda_runtime import THROTTLED
+from infra.local.functions.runtime import THROTTLED
 
 __all__ = ["MappingSettings", "ShardState", "StreamPump", "to_lambda_record"]
 

@@ -15,11 +15,11 @@
 3. The endpoints are written to ``.tidings/local.env`` for any shell or tool.
 
 Credentials, as on AWS: moto checks every request's SigV4 signature and IAM policies
-(``infra/local/moto_auth.py``). At start the stack mints the developer's own key pair
+(``infra/local/motohost/auth.py``). At start the stack mints the developer's own key pair
 (``AKIA…``, an IAM user with ``Action: *``), which its own clients, ``stack.client()`` and
 ``.tidings/local.env`` (written readable by its owner only) use; every other key it issues
 (the functions' role sessions, Cognito identities' credentials) carries its IAM policies.
-The stack's :class:`~infra.local.credential_store.CredentialStore` is mirrored into the moto
+The stack's :class:`~infra.local.awsauth.credential_store.CredentialStore` is mirrored into the moto
 process over its stdin, key by key, before a key is handed out. A Cognito identity's
 credential reaches moto without its IoT policy set (IoT policies apply to the IoT data plane
 only), named as AWS names it (``assumed-role/<authenticated role>/CognitoIdentityCredentials``).
@@ -46,30 +46,34 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from infra.local.api_gateway import ApiGateway, ApiRoute, Throttle
-from infra.local.broker import BrokerConfig
-from infra.local.credential_store import CredentialStore, StoredCredential, credential_to_dict
-from infra.local.gateway import GatewayConfig
-from infra.local.identity_service import (
+from infra.local.apigateway.service import ApiGateway, ApiRoute, Throttle
+from infra.local.awsauth.credential_store import (
+    CredentialStore,
+    StoredCredential,
+    credential_to_dict,
+)
+from infra.local.awsauth.temporary_credentials import mint_temporary_credential
+from infra.local.functions.runtime import ConcurrencyLimit, FunctionPool, FunctionSpec
+from infra.local.functions.stream_pump import MappingSettings, StreamPump
+from infra.local.functions.streams_wire import WireStreamsClient
+from infra.local.functions.worker import ACCOUNT_ID_VARIABLE
+from infra.local.identity.service import (
     SUB_KEY,
     IdentityPool,
     IdentityServiceConfig,
     IdentityServiceThread,
     iot_control_plane_policies,
 )
-from infra.local.lambda_runtime import ConcurrencyLimit, FunctionPool, FunctionSpec
-from infra.local.lambda_worker import ACCOUNT_ID_VARIABLE
-from infra.local.runner import GatewayThread
-from infra.local.stream_pump import MappingSettings, StreamPump
-from infra.local.streams_wire import WireStreamsClient
-from infra.local.template_model import Resolver, Template, load_template
-from infra.local.temporary_credentials import mint_temporary_credential
+from infra.local.iot.broker import BrokerConfig
+from infra.local.iot.gateway import GatewayConfig
+from infra.local.iot.gateway_thread import GatewayThread
+from infra.local.stack.template_model import Resolver, Template, load_template
 
 __all__ = ["LocalStack", "StackConfig", "freeze_process_heap"]
 
 log = logging.getLogger("tidings.up")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEVELOPER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/tidings-local-developer"
 ADMINISTRATOR_ACCESS = {
@@ -160,7 +164,7 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
-        from infra.local.moto_fixes import check_moto_version
+        from infra.local.motohost.fixes import check_moto_version
 
         check_moto_version()  # before anything starts: the fixes fit one moto release
         config = self.config
@@ -184,7 +188,8 @@ class LocalStack:
             ),
             self.credentials,
         )
-        gateway = self._gateway.start()
+        gateway = self._gateway.start().gateway
+        assert gateway is not None
         self.ca_file = str(gateway.ca_file)
         self.iot_port = gateway.port
 
@@ -235,7 +240,7 @@ class LocalStack:
             pool.close()
         if self._identity is not None:
             self._identity.stop()
-        if self._gateway is not None and self._gateway.gateway is not None:
+        if self._gateway is not None:
             self._gateway.stop()
         if self._moto is not None:
             self._moto.stop()
@@ -481,7 +486,7 @@ class LocalStack:
     def _start_api_and_functions(self, resolver: Resolver) -> None:
         stage = self.config.stage
         rate, burst = self.template.stage_throttling()
-        from infra.local.certs import TlsFiles
+        from infra.local.net.certs import TlsFiles
 
         tls = TlsFiles(
             Path(self.ca_file),
@@ -503,6 +508,9 @@ class LocalStack:
             throttle=Throttle(rate, int(burst)),
             gateway_responses=self.template.gateway_responses(),
         )
+        # the functions' environment names the API's URL, so the API binds its port first; it
+        # answers "no route" until the routes below are in (and nobody knows its URL yet)
+        self._api.start()
         self.api_url = self._api.url
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
         functions = self.template.functions()
@@ -547,7 +555,6 @@ class LocalStack:
                 )
             )
         self._api.routes = routes
-        self._api.start()
 
     # ------------------------------------------------------------------ streams
     def _start_pumps(self) -> None:
@@ -659,7 +666,7 @@ class LocalStack:
 
 
 class _MotoProcess:
-    """moto in its own process (``infra.local.moto_process``)."""
+    """moto in its own process (``infra.local.motohost.process``)."""
 
     def __init__(self, process: subprocess.Popen[str], port: int) -> None:
         self.process = process
@@ -761,7 +768,7 @@ def _start_moto_process(port: int, notify_port: int, region: str, account_id: st
         [
             sys.executable,
             "-m",
-            "infra.local.moto_process",
+            "infra.local.motohost.process",
             str(port),
             str(notify_port),
             "--iam",
