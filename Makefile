@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo test check acceptance lint typecheck bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP) lint typecheck
 # The quick loop: unit and functional tests only.
 check: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/functional
+
+# The acceptance suite (tests/acceptance) against the local stack; against a stack deployed
+# with `tidings deploy`: make acceptance ACCEPTANCE_ARGS="--stack NAME --region R".
+acceptance: $(STAMP)
+	$(PY) -m pytest -q tests/acceptance $(ACCEPTANCE_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/fanout.py

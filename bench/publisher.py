@@ -84,13 +84,14 @@ def serve_iot(port: int, rtt_ms: float) -> None:
 
 
 def serve_moto(port: int) -> None:
-    """moto in server mode with the local stack's TransactWriteItems fixes
-    (``infra/local/motohost/fixes.py``: no whole-table copies, serialised transactions)."""
+    """moto in server mode with the local stack's TransactWriteItems fix
+    (``infra/local/motohost/fixes/transactions.py``: no whole-table copies, serialised
+    transactions)."""
     import logging
 
     from moto.server import ThreadedMotoServer
 
-    from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
+    from infra.local.motohost.fixes.transactions import apply_dynamodb_transaction_fixes
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     apply_dynamodb_transaction_fixes()  # the local stack's moto, as `tidings up` runs it

@@ -30,6 +30,7 @@ __all__ = [
     "deploy",
     "destroy",
     "plan_deploy",
+    "stack_outputs",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,13 +249,13 @@ def deploy(
         return {}
     if description.get("Status") == "FAILED" and not changes:
         out("No changes to deploy.")
-        return _outputs(cloudformation, plan.stack)
+        return stack_outputs(plan.stack, plan.region, cloudformation=cloudformation)
     started = time.time()
     cloudformation.execute_change_set(StackName=plan.stack, ChangeSetName=change_set)
     status = _follow_events(cloudformation, plan.stack, started, len(changes), out, timeout_s)
     if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise DeployError(f"stack {plan.stack} ended in {status}; see the events above")
-    outputs = _outputs(cloudformation, plan.stack)
+    outputs = stack_outputs(plan.stack, plan.region, cloudformation=cloudformation)
     try:
         endpoint = _client("iot", plan.region).describe_endpoint(endpointType="iot:Data-ATS")
         outputs.setdefault("IotDataEndpoint", endpoint["endpointAddress"])
@@ -333,6 +334,32 @@ def _follow_events(
         time.sleep(float(os.environ.get("TIDINGS_DEPLOY_POLL_S", "2")))
 
 
-def _outputs(cloudformation: Any, stack: str) -> dict[str, str]:
-    stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+def stack_outputs(stack: str, region: str, *, cloudformation: Any = None) -> dict[str, str]:
+    """A deployed stack's outputs (``ApiUrl``, ``TodosTableName``, ...), by key.
+
+    Raises :class:`DeployError` saying what to do when the stack cannot be read: it does not
+    exist, there are no credentials, or AWS cannot be reached.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    client = cloudformation if cloudformation is not None else _client("cloudformation", region)
+    try:
+        stacks = client.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            raise DeployError(
+                f"stack {stack!r} does not exist in {region}: deploy it with "
+                f"`tidings deploy --stack {stack} --region {region}`, or check the name and region"
+            ) from exc
+        raise DeployError(f"stack {stack!r} in {region} could not be read: {exc}") from exc
+    except NoCredentialsError as exc:
+        raise DeployError(
+            f"no AWS credentials to read stack {stack!r} in {region}: configure the default "
+            "credential chain (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, "
+            "an instance or SSO role)"
+        ) from exc
+    except BotoCoreError as exc:
+        raise DeployError(
+            f"AWS is not reachable to read stack {stack!r} in {region}: {exc}"
+        ) from exc
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack.local_stack import LocalStack
-from tests.e2e.test_client_guarantees import (
-    PASSWORD,
-    Recorder,
-    assert_exactly_once_in_order,
-    connect,
-    write_todos,
-)
+from tests.e2e.test_client_guarantees import PASSWORD, connect, write_todos
 from tests.support.local_stack import add_user, stack_config
+from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,10 @@
 """A TransactWriteItems that fails leaves no stream record, so the publisher pushes nothing.
 
 DynamoDB writes a transaction's stream records only when it commits. The local stack's
-transaction (``infra/local/motohost/fixes.py``) applies its actions one by one and rolls back
-with ``put_item``/``delete_item`` when one fails midway; every one of those writes used to
-append a stream record (the applied action's INSERT, the rollback's REMOVE), which the
-publisher then numbered, logged and pushed: changes DynamoDB never emits.
+transaction (``infra.local.motohost.fixes.transactions``) applies its actions one by one and
+rolls back with ``put_item``/``delete_item`` when one fails midway; every one of those writes
+used to append a stream record (the applied action's INSERT, the rollback's REMOVE), which
+the publisher then numbered, logged and pushed: changes DynamoDB never emits.
 
 The failing transaction below puts a new item, then updates another with an expression
 that refers to a missing attribute: the put is applied before the update fails.

@@ -1,4 +1,9 @@
-"""The local stack's TransactWriteItems keeps DynamoDB's all-or-nothing semantics."""
+"""The local stack's TransactWriteItems keeps DynamoDB's all-or-nothing semantics.
+
+Also the fixes that serve it: remembered condition expressions
+(``infra.local.motohost.fixes.condition_cache``) and item requests handled one at a time
+(``infra.local.motohost.fixes.isolation``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
+from infra.local.motohost.fixes.transactions import apply_dynamodb_transaction_fixes
 from tests.support.moto_server import moto_server
 
 
@@ -128,7 +133,7 @@ def test_concurrent_transactions_on_one_counter_never_both_win(dynamodb) -> None
 
 
 def test_remembered_conditions_still_check_their_own_values(dynamodb) -> None:
-    from infra.local.motohost.fixes import apply_condition_cache
+    from infra.local.motohost.fixes.condition_cache import apply_condition_cache
 
     apply_condition_cache()
     dynamodb.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "1"}})
@@ -159,7 +164,7 @@ def test_remembered_conditions_still_check_their_own_values(dynamodb) -> None:
 
 
 def test_remembered_conditions_keep_their_validation_errors(dynamodb) -> None:
-    from infra.local.motohost.fixes import apply_condition_cache
+    from infra.local.motohost.fixes.condition_cache import apply_condition_cache
 
     apply_condition_cache()
     for _ in range(2):
@@ -179,7 +184,10 @@ def test_remembered_conditions_keep_their_validation_errors(dynamodb) -> None:
 
 
 def test_a_read_never_sees_half_an_update(dynamodb) -> None:
-    """moto creates a missing item with its key first, then applies the update in place."""
+    """``infra.local.motohost.fixes.isolation``: no read sees half an update.
+
+    moto creates a missing item with its key first, then applies the update in place.
+    """
     current = {"key": "", "done": False}
     seen_partial: list[dict] = []
 

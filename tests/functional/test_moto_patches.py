@@ -1,5 +1,7 @@
-"""One differential test per moto patch of ``infra/local/motohost/fixes.py`` that had none:
-the routing, iot-cognito and stream patches.
+"""One differential test per moto patch of ``infra/local/motohost/fixes/`` that had none:
+the routing (``infra.local.motohost.fixes.routing``), iot-cognito
+(``infra.local.motohost.fixes.iot_cognito``) and stream
+(``infra.local.motohost.fixes.stream_writes``) patches.
 
 Each test shows the behaviour with the patch next to moto's own: either two moto servers
 receive the same calls, the local stack's moto process (``infra.local.motohost.process``, every
@@ -235,7 +237,7 @@ def test_routing_patch_answers_as_moto_and_looks_each_host_up_once(
     from moto import backends
     from moto.moto_server import werkzeug_app
 
-    from infra.local.motohost.fixes import apply_routing_fix
+    from infra.local.motohost.fixes.routing import apply_routing_fix
 
     apply_routing_fix()
     dispatcher: Any = werkzeug_app.DomainDispatcherApplication

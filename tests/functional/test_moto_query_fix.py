@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.local.motohost.fixes import apply_dynamodb_query_fix
+from infra.local.motohost.fixes.query import apply_dynamodb_query_fix
 from tests.events.capture_stream_events import client as moto_client
 from tests.support.moto_server import moto_server
 
@@ -231,7 +231,7 @@ def test_item_answers_written_as_moto_writes_them(operation: str, result: dict) 
     from moto.core.responses import ActionContext, get_serializer_class, get_service_model
     from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
-    from infra.local.motohost.fixes import apply_dynamodb_response_fix
+    from infra.local.motohost.fixes.item_responses import apply_dynamodb_response_fix
 
     apply_dynamodb_response_fix()
     service = get_service_model("dynamodb")
@@ -290,7 +290,10 @@ def test_get_records_answers_written_as_moto_writes_them(dynamodb: Any) -> None:
     from moto.dynamodbstreams.models import dynamodbstreams_backends
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    from infra.local.motohost.fixes import apply_get_records_response_fix, get_records_body
+    from infra.local.motohost.fixes.get_records import (
+        apply_get_records_response_fix,
+        get_records_body,
+    )
 
     apply_get_records_response_fix()
     dynamodb.create_table(

@@ -56,9 +56,10 @@ class Moto:
 
 @contextmanager
 def table_backup_once_per_transaction() -> Iterator[None]:
-    """moto with the local stack's TransactWriteItems fixes (``infra/local/motohost/fixes.py``):
-    no whole-table copy per action, and serialised transactions as DynamoDB isolates them."""
-    from infra.local.motohost.fixes import apply_dynamodb_transaction_fixes
+    """moto with the local stack's TransactWriteItems fix
+    (``infra/local/motohost/fixes/transactions.py``): no whole-table copy per action, and
+    serialised transactions as DynamoDB isolates them."""
+    from infra.local.motohost.fixes.transactions import apply_dynamodb_transaction_fixes
 
     apply_dynamodb_transaction_fixes()
     yield

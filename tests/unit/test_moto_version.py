@@ -44,7 +44,8 @@ def test_a_missing_moto_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_fixes_are_not_applied_to_another_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(moto_fixes, "_installed_moto_version", lambda: "4.2.14")
     applied: list[str] = []
-    monkeypatch.setattr(moto_fixes, "apply_dynamodb_isolation_fix", lambda: applied.append("x"))
+    for fix in moto_fixes.FIX_MODULES:
+        monkeypatch.setattr(fix, "apply", lambda *_, name=fix.__name__: applied.append(name))
     with pytest.raises(MotoVersionError, match=re.escape("4.2.14")):
         moto_fixes.apply_local_stack_fixes()
     assert applied == []

@@ -24,7 +24,7 @@ Where the IoT policies come from: :func:`iot_control_plane_policies` asks the Io
 plane (moto) with ``ListAttachedPolicies(target=identityId)`` and ``GetPolicy`` at every
 credential mint, so what the login Lambda attached is what the gateway enforces. (moto
 5.2.5 refuses ``AttachPolicy`` for identity ids its own cognito-identity did not issue;
-``infra/local/motohost/fixes.py`` makes it accept any Cognito identity id, as AWS does.)
+``infra/local/motohost/fixes/iot_cognito.py`` makes it accept any Cognito identity id, as AWS does.)
 """
 
 from __future__ import annotations

@@ -134,6 +134,7 @@ class LocalStack:
         self.pumps: list[StreamPump] = []
         self.physical_ids: dict[str, str] = {}
         self.outputs: dict[str, str] = {}
+        """The template's ``Outputs`` resolved against this stack (``ApiUrl`` is local)."""
         self.tables: dict[str, str] = {}
         self.dead_letter_queue_url: str | None = None
         self.developer: StoredCredential = _developer_credential()
@@ -200,6 +201,7 @@ class LocalStack:
         self._moto.freeze_heap()
         self._start_identity(resolver)
         self._start_api_and_functions(resolver)
+        self.outputs = self._resolve_outputs(resolver)
         self._start_pumps()
         threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
         self._write_env_file()  # the calling process's heap is left as it is
@@ -632,6 +634,17 @@ class LocalStack:
                 pump.wake()
 
     # ------------------------------------------------------------------ outputs
+    def _resolve_outputs(self, resolver: Resolver) -> dict[str, str]:
+        """The template's ``Outputs`` as CloudFormation reports them for a deployed stack,
+        with ``ApiUrl`` the local API's URL (where the deployed one would be)."""
+        outputs = {
+            key: str(resolver(spec["Value"]))
+            for key, spec in (self.template.body.get("Outputs") or {}).items()
+        }
+        if "ApiUrl" in outputs:
+            outputs["ApiUrl"] = self.api_url
+        return outputs
+
     def settings(self) -> dict[str, str]:
         """What ``.tidings/local.env`` holds."""
         values = {
