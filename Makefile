@@ -5,13 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check acceptance lint typecheck bench clean
+.PHONY: demo test check acceptance lint typecheck bench wheels clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# Both distributions (tidings-client from clients/python, tidings from here) editable with
+# every extra, and the tools, at the exact versions of constraints.txt.
+$(STAMP): constraints.txt requirements-dev.txt pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt \
+		-e './clients/python[v1]' -e '.[local,deploy]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,9 +35,9 @@ PYTEST_WORKERS ?= 2
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
-# The quick loop: unit and functional tests only.
+# The quick loop: unit and functional tests only, the fuzzers with a fifth of their examples.
 check: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/functional
+	TIDINGS_FUZZ_SCALE=0.2 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/functional
 
 # The acceptance suite (tests/acceptance) against the local stack; against a stack deployed
 # with `tidings deploy`: make acceptance ACCEPTANCE_ARGS="--stack NAME --region R".
@@ -49,6 +51,13 @@ bench: $(STAMP)
 	$(PY) bench/e2e.py
 	$(PY) bench/client.py
 	$(PY) bench/micro.py
+	$(PY) bench/startup.py
+
+# The two wheels, in dist/: tidings-client (clients/python) and tidings. Earlier build output
+# goes first: setuptools would pack a module left in build/ that the sources no longer have.
+wheels:
+	rm -rf dist build clients/python/build
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist ./clients/python .
 
 clean:
-	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache dist build clients/python/build

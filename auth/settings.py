@@ -43,6 +43,10 @@ ENV = {
 """Setting name → environment variable. The single place these names are spelled."""
 
 DEFAULT_ROUTES_FILE = Path(__file__).resolve().parent.parent / "infra" / "routes.yaml"
+"""Used when ``TIDINGS_ROUTES_FILE`` is unset: the routes file beside the packages, where the
+Lambda zip (``/var/task/infra/routes.yaml``), the installed wheel (package data of ``infra``)
+and a checkout all keep it. Named by place because ``auth`` never imports ``infra`` (the
+Lambda zip has no ``infra`` package, only this file)."""
 PASSWORD_HASHES = ("argon2id", "scrypt")
 
 

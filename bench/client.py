@@ -17,7 +17,7 @@ share their interpreter), driven through a pipe.
    (``GET .../changes``, 1,000 per page) and delivers every change once, in order. Reported:
    time from reconnect to caught up, and changes/s during the catch-up (from the
    ``subscribe`` call to the last change delivered); also the API alone (the same pages
-   fetched back to back with ``t.api.changes``) to show what the client adds, and how long
+   fetched back to back with the client's own signed API) to show what the client adds, and how long
    moto alone takes to answer one page's ``Query`` (raw HTTP, no botocore parsing).
 2. **Steady-state callback overhead.** One Tidings client subscribed to ``public/scores``
    and two raw awsiotsdk MQTT 5 clients (same identity and credentials, own client ids)
@@ -106,7 +106,7 @@ class _Recorder:
 
 
 def _connect(settings: dict[str, Any], user: str) -> Any:
-    from client_sdk import ClientOptions, Tidings
+    from client_sdk import ClientOptions, Password, Tidings
 
     options = ClientOptions(
         ca_file=settings["ca_file"],
@@ -114,9 +114,13 @@ def _connect(settings: dict[str, Any], user: str) -> Any:
         min_backoff_ms=200,
         max_backoff_ms=2000,
     )
-    return Tidings.connect(
-        settings["api_url"], "password", username=user, password=PASSWORD, options=options
-    )
+    return Tidings.connect(settings["api_url"], Password(user, PASSWORD), options=options)
+
+
+def _service(client: Any) -> Any:
+    """The client's signed-in service (its credential source, signed API and topic prefix):
+    private to the client, used here to measure against the same identity."""
+    return client._core.service
 
 
 def _raw_client(client: Any, name: str, inbox: list[tuple[int, bytes]]) -> Any:
@@ -124,12 +128,13 @@ def _raw_client(client: Any, name: str, inbox: list[tuple[int, bytes]]) -> Any:
     from awscrt import auth, mqtt5
     from awsiot import mqtt5_client_builder
 
-    session = client.credentials.session
+    credentials = _service(client).credentials
+    session = credentials.session
     connected = threading.Event()
     failure: list[Any] = []
 
     def fresh() -> Any:
-        creds = client.credentials.get()
+        creds = credentials.get()
         return auth.AwsCredentials(
             creds.access_key_id, creds.secret_access_key, creds.session_token
         )
@@ -156,7 +161,7 @@ def _raw_client(client: Any, name: str, inbox: list[tuple[int, bytes]]) -> Any:
     raw.start()
     if not connected.wait(30) or failure:
         raise BenchmarkError(f"raw client {name} did not connect: {failure!r}")
-    topic = client.topic_prefix + SCORES
+    topic = _service(client).topic_prefix + SCORES
     packet = mqtt5.SubscribePacket(
         subscriptions=[mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)]
     )
@@ -231,14 +236,14 @@ def _catchup(
         caught_up = recorder.times[-1]
         expected = list(range(cursor + 1, head + 1))
         in_order = recorder.seqs == expected
-        api_calls = client.api.calls
+        api_calls = client.stats["api_calls"]
         stats = dict(client.stats)
         # the API alone: the same pages, back to back, no client dispatch
         channel = f"users/{client.identity_id}/todos"
         api_started = time.perf_counter_ns()
         fetched, after = 0, cursor
         while after < head:
-            page = client.api.changes(channel, after, 1000)
+            page = _service(client).api.changes(channel, after, 1000)
             changes = page.get("changes") or []
             if not changes:
                 break
@@ -271,25 +276,27 @@ def _overhead_setup(settings: dict[str, Any], state: dict[str, Any]) -> dict[str
     """Connect raw A, the Tidings client, raw B (in that order) on ``public/scores``."""
     client = _connect(settings, OVERHEAD_USER)
     state["tidings"] = client
-    head = client.api.head(SCORES)
+    head = _service(client).api.head(SCORES)
     raw_a: list[tuple[int, bytes]] = []
     raw_b: list[tuple[int, bytes]] = []
     transport: list[tuple[int, bytes]] = []
     state["raw_a"] = _raw_client(client, "rawA", raw_a)
     # the moment the Tidings transport hands a message to the client (wrapping, not changing)
-    handed_over = client.on_message
+    core = client._core  # the control loop the transport reports to (private)
+    handed_over = core.on_message
     append, now = transport.append, time.perf_counter_ns
 
     def on_message(topic: str, payload: bytes) -> None:
         append((now(), payload))
         handed_over(topic, payload)
 
-    client.on_message = on_message
+    core.on_message = on_message
     recorder = _Recorder()
     client.subscribe(SCORES, recorder.on_change)
     state["raw_b"] = _raw_client(client, "rawB", raw_b)
     state.update(recorder=recorder, raw_a_inbox=raw_a, raw_b_inbox=raw_b, transport_inbox=transport)
-    return {"head": int(head["head"]), "epoch": int(head["epoch"]), "topic": client.topic_prefix}
+    topic_prefix = _service(client).topic_prefix
+    return {"head": int(head["head"]), "epoch": int(head["epoch"]), "topic": topic_prefix}
 
 
 def _by_seq(inbox: list[tuple[int, bytes]]) -> dict[int, int]:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from client_sdk._errors import AccessDenied, BadRequest, CursorExpired, ServiceUnavailable
-from client_sdk._http import request_json
+from client_sdk._http import InFlight, request_json
 from client_sdk._session import CredentialSource
 
 __all__ = ["ChannelsApi"]
@@ -36,6 +36,11 @@ class ChannelsApi:
         self.region = region
         self.api_url = api_url.rstrip("/")
         self.calls = 0
+        self.in_flight = InFlight()
+
+    def close(self) -> None:
+        """End the requests under way (a long-poll among them) and refuse new ones."""
+        self.in_flight.abort()
 
     def _sign(self, method: str, url: str) -> dict[str, str]:
         from awscrt import auth, http
@@ -65,7 +70,12 @@ class ChannelsApi:
             headers = self._sign("GET", url)
             try:
                 response = request_json(
-                    "GET", url, headers=headers, context=self.context, timeout=timeout
+                    "GET",
+                    url,
+                    headers=headers,
+                    context=self.context,
+                    timeout=timeout,
+                    in_flight=self.in_flight,
                 )
             except OSError as exc:
                 raise ServiceUnavailable(f"GET {url}: {exc}") from exc

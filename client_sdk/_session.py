@@ -5,6 +5,9 @@ exchanged with ``GetCredentialsForIdentity`` (an unsigned JSON call) for tempora
 credentials. :class:`CredentialSource` refreshes them before they expire and signs in again
 when the token itself runs out, so every reconnect and every API call signs with valid
 credentials. The clock is injected so the lifecycle is tested without waiting.
+
+A sign-in the service refuses (:class:`SignInFailed`, not a throttle) is remembered in
+:attr:`CredentialSource.refused`: the client then stops reconnecting and says it is signed out.
 """
 
 from __future__ import annotations
@@ -18,8 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from client_sdk._errors import BadRequest, LoginError, RateLimited, ServiceUnavailable
-from client_sdk._http import request_json
+from client_sdk._errors import (
+    BadRequest,
+    ConnectTimeout,
+    RateLimited,
+    ServiceUnavailable,
+    SignInFailed,
+)
+from client_sdk._http import InFlight, request_json
 
 __all__ = ["AwsCredentials", "CredentialSource", "LoginResult", "login"]
 
@@ -58,10 +67,21 @@ def _parse_time(value: Any) -> float:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+def _unreachable(url: str, exc: OSError) -> ServiceUnavailable:
+    if isinstance(exc, TimeoutError):
+        return ConnectTimeout(f"{url} did not answer in time: {exc}")
+    return ServiceUnavailable(f"cannot reach {url}: {exc}")
+
+
 def login(
-    api_url: str, body: Mapping[str, Any], context: ssl.SSLContext | None, timeout: float = 30.0
+    api_url: str,
+    body: Mapping[str, Any],
+    context: ssl.SSLContext | None,
+    timeout: float = 30.0,
+    in_flight: InFlight | None = None,
 ) -> LoginResult:
-    """Sign in; raises :class:`LoginError` (or :class:`RateLimited`) when refused."""
+    """Sign in; raises :class:`SignInFailed` (or :class:`RateLimited`) when refused,
+    :class:`ServiceUnavailable` (:class:`ConnectTimeout` after ``timeout``) when unreachable."""
     url = api_url.rstrip("/") + "/v1/login"
     try:
         response = request_json(
@@ -71,15 +91,16 @@ def login(
             headers={"Content-Type": "application/json"},
             context=context,
             timeout=timeout,
+            in_flight=in_flight,
         )
     except OSError as exc:
-        raise ServiceUnavailable(f"cannot reach {url}: {exc}") from exc
+        raise _unreachable(url, exc) from exc
     answer = response.body if isinstance(response.body, dict) else {}
     message = str(answer.get("message") or f"login answered HTTP {response.status}")
     if response.status == 429:
         raise RateLimited(message, float(response.headers.get("retry-after", "60")))
     if response.status in (401, 403):
-        raise LoginError(message)
+        raise SignInFailed(message)
     if response.status == 400:
         raise BadRequest(message)
     if response.status != 200:
@@ -108,24 +129,44 @@ class CredentialSource:
     def __init__(
         self,
         api_url: str,
-        login_body: Mapping[str, Any],
+        login_body: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
         *,
         context: ssl.SSLContext | None,
         cognito_endpoint: str | None = None,
         refresh_margin_s: float = 300.0,
         clock: Clock = time.time,
+        timeout: float = 30.0,
     ) -> None:
         self.api_url = api_url
-        self._login_body = dict(login_body)
+        self._login_body = login_body if callable(login_body) else dict(login_body)
         self._context = context
         self._cognito_endpoint = cognito_endpoint
         self.refresh_margin_s = refresh_margin_s
         self.clock = clock
+        self.timeout = timeout
+        self.in_flight = InFlight()
         self._lock = threading.Lock()
         self._session: LoginResult | None = None
         self._credentials: AwsCredentials | None = None
+        self.refused: SignInFailed | None = None
+        """The last sign-in refusal (a throttle aside); None once a sign-in succeeds."""
         self.logins = 0
         self.refreshes = 0
+
+    def _body(self) -> Mapping[str, Any]:
+        body = self._login_body
+        return body() if callable(body) else body
+
+    def _login(self) -> LoginResult:
+        try:
+            session = login(self.api_url, self._body(), self._context, self.timeout, self.in_flight)
+        except RateLimited:
+            raise
+        except SignInFailed as exc:
+            self.refused = exc
+            raise
+        self.refused = None
+        return session
 
     @property
     def session(self) -> LoginResult:
@@ -136,7 +177,7 @@ class CredentialSource:
     def _ensure_session(self) -> LoginResult:
         session = self._session
         if session is None or session.expires_at - self.refresh_margin_s <= self.clock():
-            session = login(self.api_url, self._login_body, self._context)
+            session = self._login()
             self._session = session
             self.logins += 1
         return session
@@ -156,14 +197,22 @@ class CredentialSource:
             session = self._ensure_session()
             try:
                 credentials = self._exchange(session)
-            except LoginError:
+            except SignInFailed:
                 # the token was refused (expired early, identity reset): sign in again once
                 self._session = None
                 session = self._ensure_session()
-                credentials = self._exchange(session)
+                try:
+                    credentials = self._exchange(session)
+                except SignInFailed as exc:
+                    self.refused = exc
+                    raise
             self._credentials = credentials
             self.refreshes += 1
             return credentials
+
+    def close(self) -> None:
+        """End the requests under way (sign-in, credentials) and refuse new ones."""
+        self.in_flight.abort()
 
     def invalidate(self) -> None:
         """Forget the cached credentials (after a 403 that says they are expired)."""
@@ -188,15 +237,17 @@ class CredentialSource:
                     "Content-Type": "application/x-amz-json-1.1",
                     "X-Amz-Target": "AWSCognitoIdentityService.GetCredentialsForIdentity",
                 },
+                timeout=self.timeout,
+                in_flight=self.in_flight,
             )
         except OSError as exc:
-            raise ServiceUnavailable(f"cannot reach {url}: {exc}") from exc
+            raise _unreachable(url, exc) from exc
         answer = response.body if isinstance(response.body, dict) else {}
         if response.status != 200:
             kind = str(answer.get("__type", ""))
             message = str(answer.get("message") or f"HTTP {response.status}")
             if "NotAuthorized" in kind or response.status in (400, 401, 403):
-                raise LoginError(f"GetCredentialsForIdentity refused the token: {message}")
+                raise SignInFailed(f"GetCredentialsForIdentity refused the token: {message}")
             raise ServiceUnavailable(f"GetCredentialsForIdentity failed: {message}")
         raw = answer["Credentials"]
         return AwsCredentials(

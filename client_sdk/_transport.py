@@ -4,11 +4,15 @@ Both present the same small interface to the client: ``start``, ``subscribe`` (r
 :class:`~client_sdk.AccessDenied` when the broker refuses), ``unsubscribe``, ``stop``, and
 callbacks for messages and for connection changes. Reconnects use jittered exponential
 backoff and sign every attempt with fresh credentials from the credential source.
+
+``stop`` returns once the transport is stopped: no callback of a stopped transport reaches the
+client afterwards, and no thread it started is left running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import uuid
@@ -27,7 +31,11 @@ __all__ = [
     "V1Transport",
 ]
 
+log = logging.getLogger("tidings.client")
+
 SUBACK_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+_REFUSING_CONNACKS = frozenset({0x86, 0x87, 0x8A})  # bad credentials, not authorised, banned
 
 
 class TransportEvents(Protocol):
@@ -36,7 +44,9 @@ class TransportEvents(Protocol):
     def on_message(self, topic: str, payload: bytes) -> None: ...
     def on_connected(self, transport: PushTransport) -> None: ...
     def on_disconnected(self, transport: PushTransport, reason: str) -> None: ...
-    def on_connect_failed(self, transport: PushTransport, reason: str) -> None: ...
+    def on_connect_failed(
+        self, transport: PushTransport, reason: str, refused: bool = False
+    ) -> None: ...
 
 
 class PushTransport(Protocol):
@@ -84,6 +94,9 @@ class Mqtt5Transport:
         self.client_id = settings.client_id
         self._events = events
         self._mqtt5 = mqtt5
+        self._started = False
+        self._stopped = threading.Event()
+        self._stopping = False
 
         def fresh() -> Any:
             creds = credentials.get()
@@ -106,27 +119,43 @@ class Mqtt5Transport:
             min_reconnect_delay_ms=settings.min_backoff_ms,
             max_reconnect_delay_ms=settings.max_backoff_ms,
             on_publish_received=self._on_publish,
-            on_lifecycle_connection_success=lambda _d: events.on_connected(self),
+            on_lifecycle_connection_success=self._on_success,
             on_lifecycle_connection_failure=self._on_failure,
             on_lifecycle_disconnection=self._on_disconnection,
+            on_lifecycle_stopped=lambda _d: self._stopped.set(),
             enable_metrics_collection=False,
             **options,
         )
 
     def _on_publish(self, data: Any) -> None:
+        if self._stopping:
+            return
         packet = data.publish_packet
         self._events.on_message(packet.topic, bytes(packet.payload))
 
+    def _on_success(self, _data: Any) -> None:
+        if not self._stopping:
+            self._events.on_connected(self)
+
     def _on_failure(self, data: Any) -> None:
-        self._events.on_connect_failed(self, repr(getattr(data, "exception", data)))
+        if self._stopping:
+            return
+        connack = getattr(data, "connack_packet", None)
+        code = getattr(connack, "reason_code", None)
+        refused = code is not None and int(code) in _REFUSING_CONNACKS
+        reason = repr(code) if refused else repr(getattr(data, "exception", data))
+        self._events.on_connect_failed(self, reason, refused)
 
     def _on_disconnection(self, data: Any) -> None:
+        if self._stopping:
+            return
         packet = getattr(data, "disconnect_packet", None)
         reason = repr(packet.reason_code) if packet is not None else repr(data.exception)
         self._events.on_disconnected(self, reason)
 
     def start(self) -> None:
         """Begin connecting (and keep reconnecting) in the background."""
+        self._started = True
         self._client.start()
 
     def subscribe(self, topic: str) -> None:
@@ -151,10 +180,15 @@ class Mqtt5Transport:
             )
 
     def stop(self) -> None:
-        """Disconnect and stop reconnecting."""
-        stopped = threading.Event()
-        self._client.on_lifecycle_stopped = lambda _d: stopped.set()
-        self._client.stop()
+        """Disconnect, stop reconnecting, and return once the client has stopped."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if not self._started:
+            return
+        with contextlib.suppress(Exception):
+            self._client.stop()
+        self._stopped.wait(STOP_TIMEOUT_S)
 
 
 class V1Transport:
@@ -188,9 +222,12 @@ class V1Transport:
         client.configureOfflinePublishQueueing(0)
         client.configureConnectDisconnectTimeout(10)
         client.configureMQTTOperationTimeout(SUBACK_TIMEOUT_S)
-        client.onOnline = lambda: events.on_connected(self)
+        client.onOnline = self._online
         client.onOffline = self._offline
         self._client = client
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._connecting: threading.Thread | None = None
         self._refresh_credentials()
 
     def _refresh_credentials(self) -> None:
@@ -199,24 +236,44 @@ class V1Transport:
             creds.access_key_id, creds.secret_access_key, creds.session_token
         )
 
+    def _online(self) -> None:
+        if not self._stopping:
+            self._events.on_connected(self)
+
     def _offline(self) -> None:
+        if self._stopping:
+            return
         # the SDK reconnects with whatever credentials it holds: give it fresh ones first
         try:
             self._refresh_credentials()
+        except Exception as exc:
+            log.info("refreshing the v1 transport's credentials failed: %s", exc)
         finally:
             self._events.on_disconnected(self, "offline")
 
+    def _connect(self) -> None:
+        try:
+            self._refresh_credentials()
+            self._client.connect(keepAliveIntervalSecond=self._keep_alive_s)
+        except Exception as exc:
+            if not self._stopping:
+                self._events.on_connect_failed(self, repr(exc))
+            return
+        if self._stopping:  # stopped while connecting: do not stay connected
+            with contextlib.suppress(Exception):
+                self._client.disconnect()
+
     def start(self) -> None:
         """Connect in the background (the SDK reconnects by itself afterwards)."""
-
-        def connect() -> None:
-            try:
-                self._refresh_credentials()
-                self._client.connect(keepAliveIntervalSecond=self._keep_alive_s)
-            except Exception as exc:
-                self._events.on_connect_failed(self, repr(exc))
-
-        threading.Thread(target=connect, daemon=True, name="tidings-v1-connect").start()
+        with self._lock:
+            if self._stopping:
+                return
+            previous = self._connecting
+            if previous is not None and previous.is_alive():
+                return
+            thread = threading.Thread(target=self._connect, daemon=True, name="tidings-v1-connect")
+            self._connecting = thread
+            thread.start()
 
     def subscribe(self, topic: str) -> None:
         """Subscribe at QoS 1; :class:`AccessDenied` if the broker refuses."""
@@ -241,9 +298,16 @@ class V1Transport:
             self._client.unsubscribe(topic)
 
     def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect; returns once the connecting thread is over."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            connecting = self._connecting
         with contextlib.suppress(Exception):
             self._client.disconnect()
+        if connecting is not None and connecting is not threading.current_thread():
+            connecting.join(STOP_TIMEOUT_S)
 
 
 def _default_ca() -> str:

@@ -36,7 +36,7 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
     """Run the scripted session; returns the process exit code."""
     from auth.passwords import hash_password
     from auth.store import UsersStore
-    from client_sdk import AccessDenied, ClientOptions, Tidings
+    from client_sdk import AccessDenied, ClientOptions, Password, Tidings
     from infra.local.stack.local_stack import LocalStack, StackConfig
 
     directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
@@ -65,11 +65,9 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
         clients: dict[str, Tidings] = {}
         try:
             for name, (password, _tenant) in USERS.items():
-                client = Tidings.connect(
-                    stack.api_url, "password", username=name, password=password, options=options
-                )
+                client = Tidings.connect(stack.api_url, Password(name, password), options=options)
                 clients[name] = client
-                out(f"{name:5} signed in as {client.identity_id} ({client.mode})")
+                out(f"{name:5} signed in as {client.identity_id} ({client.state})")
             alice, bob = clients["alice"], clients["bob"]
             for who, channel in (
                 ("alice", "users/me/todos"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infra import data_files
 
 __all__ = [
     "DeployError",
@@ -33,13 +36,15 @@ __all__ = [
     "stack_outputs",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "infra" / "template.yaml"
+ROOT = data_files.code_root()
+"""Where the packages the Lambda package is made of live (the checkout or site-packages)."""
+TEMPLATE = data_files.data_file(data_files.TEMPLATE)
 SOURCE_PACKAGES = ("backend", "auth")
-SOURCE_FILES = ("infra/routes.yaml",)
-LAMBDA_REQUIREMENTS = ROOT / "infra" / "lambda-requirements.txt"
+SOURCE_FILES = (f"infra/{data_files.ROUTES}",)
+LAMBDA_REQUIREMENTS = data_files.data_file(data_files.LAMBDA_REQUIREMENTS)
 """What the Lambda Python runtime lacks (it ships boto3 and botocore)."""
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+log = logging.getLogger("tidings.deploy")
 Printer = Callable[[str], None]
 
 
@@ -96,6 +101,13 @@ def _dependency_entries(target: Path) -> Iterable[tuple[str, Path]]:
 
 def install_dependencies(target: Path, requirements: Path = LAMBDA_REQUIREMENTS) -> None:
     """pip-install the Lambda's extra dependencies for the Lambda platform into ``target``."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        raise DeployError(
+            "building the Lambda package needs pip in this environment: "
+            "install tidings with its deploy extra, pip install 'tidings[deploy]'"
+        )
     command = [
         sys.executable,
         "-m",
@@ -117,7 +129,13 @@ def install_dependencies(target: Path, requirements: Path = LAMBDA_REQUIREMENTS)
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise DeployError(f"installing the Lambda dependencies failed:\n{result.stderr[-2000:]}")
+        log.info("pip's output:\n%s", result.stderr)
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        raise DeployError(
+            "installing the Lambda dependencies with pip failed "
+            f"({lines[-1] if lines else f'exit status {result.returncode}'}); check that PyPI "
+            "is reachable, and run tidings -v deploy ... to see pip's whole output"
+        )
 
 
 def build_package(root: Path = ROOT, *, dependencies_dir: Path | None = None) -> LambdaPackage:

@@ -23,7 +23,7 @@ from auth.passwords import hash_password
 from auth.settings import ENV, PASSWORD_HASHES
 from auth.store import UsersStore, validate_tenant, validate_username
 
-__all__ = ["STACK_OUTPUT", "add_users_parser", "run_users"]
+__all__ = ["STACK_OUTPUT", "USERS_DESCRIPTION", "add_users_parser", "run_users"]
 
 STACK_OUTPUT = "UsersTableName"
 MIN_PASSWORD_LENGTH = 8
@@ -33,33 +33,64 @@ class UsersCommandError(Exception):
     """A mistake the operator can fix; the message says how."""
 
 
-def add_users_parser(commands: Any) -> None:
+USERS_DESCRIPTION = """\
+Add, remove and list the password users of the sign-in table, in the local stack or
+a deployed one. The table is found in this order: --table; --stack NAME (the
+UsersTableName output of that deployed stack); the TIDINGS_TABLE_USERSTABLE variable,
+which the local stack's settings file sets (source .tidings/local.env). DynamoDB is
+reached through the standard AWS settings (AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION,
+credentials), so the same command serves the local stack and a deployed one."""
+
+
+def add_users_parser(commands: Any, *, epilog: str | None = None) -> None:
     """Register ``users`` and its subcommands on the ``tidings`` subparsers object."""
     users = commands.add_parser(
         "users",
-        help="manage password users of the sign-in table",
-        description=__doc__,
+        help="add, remove and list the users who sign in with a password",
+        description=USERS_DESCRIPTION,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
-        "--stack", metavar="NAME", help=f"a deployed stack: the table is its {STACK_OUTPUT} output"
+        "--stack",
+        metavar="NAME",
+        help=f"a deployed stack: the table is its {STACK_OUTPUT} output",
     )
     where.add_argument("--table", metavar="NAME", help="the sign-in table's name")
-    actions = users.add_subparsers(dest="users_command", required=True)
-    add = actions.add_parser("add", parents=[where], help="create a user")
-    add.add_argument("username")
-    add.add_argument("--password", help="the password (asked for when omitted)")
+    actions = users.add_subparsers(
+        dest="users_command", required=True, metavar="ACTION", title="actions"
+    )
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(
+            name,
+            parents=[where],
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return parser
+
+    add = action("add", "create a user who signs in with a password")
+    add.add_argument(
+        "username", help="the name the user signs in with: 1 to 128 letters, digits and _ . @ + -"
+    )
+    add.add_argument(
+        "--password",
+        help=f"the password, at least {MIN_PASSWORD_LENGTH} characters (asked for when omitted)",
+    )
     add.add_argument(
         "--tenant",
         action="append",
         default=[],
         metavar="TENANT",
-        help="a tenant the user belongs to (repeatable)",
+        help="a tenant the user belongs to; repeat it for several",
     )
-    remove = actions.add_parser("remove", parents=[where], help="delete a user")
-    remove.add_argument("username")
-    actions.add_parser("list", parents=[where], help="list users and their tenants")
+    remove = action("remove", "delete a user")
+    remove.add_argument("username", help="the user's name")
+    action("list", "list the users, their user ids and their tenants")
 
 
 def _table(args: argparse.Namespace, environ: Mapping[str, str], cloudformation: Any) -> str:

@@ -162,16 +162,14 @@ class Target:
 
     def connect(self, username: str, password: str, **overrides: Any) -> Tidings:
         """Sign ``username`` in with a password and connect, as an application does."""
-        from client_sdk import Tidings
+        from client_sdk import Password, Tidings
 
         options = self.client_options(min_backoff_ms=200, max_backoff_ms=2000, **overrides)
-        return Tidings.connect(
-            self.api_url, "password", username=username, password=password, options=options
-        )
+        return Tidings.connect(self.api_url, Password(username, password), options=options)
 
     def add_user(self, name: str, password: str, tenants: set[str] | frozenset[str]) -> None:
         """``tidings users add NAME --password ... --tenant ...`` on the users table."""
-        argv = ["add", name, "--password", password]
+        argv = ["add", name, f"--password={password}"]  # "=": a password may start with "-"
         for tenant in sorted(tenants):
             argv += ["--tenant", tenant]
         self._users_command(argv)

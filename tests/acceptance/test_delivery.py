@@ -50,7 +50,7 @@ def test_a_write_reaches_its_owner_and_not_others(
         target.connect(ann_user.name, ann_user.password) as ann,
         target.connect(ben_user.name, ben_user.password) as ben,
     ):
-        assert ann.mode == "push"
+        assert ann.state == "live"
         ann.subscribe("users/me/todos", lambda c: (received.append(dict(c)), arrived.set()))
         with pytest.raises(AccessDenied):
             ben.subscribe(f"users/{ann.identity_id}/todos", lambda c: None)

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 from auth.errors import GENERIC_CREDENTIALS_MESSAGE
-from client_sdk import LoginError, Tidings
+from client_sdk import Password, SignInFailed, Tidings
 from tests.acceptance.admin import Users
 from tests.acceptance.http_api import identity_credentials, login
 from tests.acceptance.target import Target
@@ -36,7 +36,7 @@ def test_password_sign_in_answers_what_a_client_needs(target: Target, users: Use
     assert credentials.access_key and credentials.secret_key and credentials.token
     with target.connect(user.name, user.password) as client:
         assert client.identity_id == identity  # the same identity at every sign-in
-        assert client.mode == "push"
+        assert client.state == "live"
 
 
 def test_a_wrong_password_is_refused_with_the_documented_401(target: Target, users: Users) -> None:
@@ -49,11 +49,9 @@ def test_a_wrong_password_is_refused_with_the_documented_401(target: Target, use
             "error": "invalid_credentials",
             "message": GENERIC_CREDENTIALS_MESSAGE,
         }
-    with pytest.raises(LoginError, match=re.escape(GENERIC_CREDENTIALS_MESSAGE)):
+    with pytest.raises(SignInFailed, match=re.escape(GENERIC_CREDENTIALS_MESSAGE)):
         Tidings.connect(
             target.api_url,
-            "password",
-            username=user.name,
-            password=user.password + "-not",
+            Password(user.name, user.password + "-not"),
             options=target.client_options(),
         )

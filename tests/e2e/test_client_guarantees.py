@@ -1,7 +1,8 @@
-"""The Python client's guarantees against the whole local stack where they need the local
+"""The Python clients' guarantees against the whole local stack where they need the local
 stack's own powers: each change once and in order through connection cuts, a gateway restart
-and a WebSocket outage (poll fallback). Continuity loss and refusals, which need only a
-stack's outputs, are in the acceptance suite (tests/acceptance/)."""
+and a WebSocket outage (poll fallback). Each test runs on the threaded client and on the
+async one (``async for change in sub`` on an event loop). Continuity loss and refusals, which
+need only a stack's outputs, are in the acceptance suite (tests/acceptance/)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 
-from client_sdk import ClientOptions, Tidings
+from client_sdk import ClientOptions, Password, Tidings
 from infra.local.stack.local_stack import LocalStack
+from tests.support.client_kinds import KINDS, ClientUnderTest, open_client
 from tests.support.local_stack import add_user, stack_config
 from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
@@ -33,31 +36,50 @@ def write_todos(
             time.sleep(pause_s)
 
 
-def connect(stack: LocalStack, user: str, **overrides) -> Tidings:
-    options = ClientOptions(
+def client_options(stack: LocalStack, **overrides) -> ClientOptions:
+    return ClientOptions(
         ca_file=stack.ca_file,
         cognito_endpoint=stack.identity_url,
         min_backoff_ms=200,
         max_backoff_ms=2000,
         **overrides,
     )
-    return Tidings.connect(
-        stack.api_url, "password", username=user, password=PASSWORD, options=options
-    )
+
+
+def connect(stack: LocalStack, user: str, **overrides) -> Tidings:
+    """The threaded client, signed in as ``user``."""
+    options = client_options(stack, **overrides)
+    return Tidings.connect(stack.api_url, Password(user, PASSWORD), options=options)
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
     with LocalStack(stack_config()) as running:
-        for user in ("cut", "restart", "poll"):
-            add_user(running, user, PASSWORD, {"acme"})
+        for kind in KINDS:
+            for user in ("cut", "restart", "poll"):
+                add_user(running, f"{user}-{kind}", PASSWORD, {"acme"})
         yield running
 
 
-def test_500_changes_once_and_in_order_through_5_connection_cuts(stack: LocalStack) -> None:
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def client_of(
+    kind: str, stack: LocalStack, user: str, **overrides
+) -> AbstractContextManager[ClientUnderTest]:
+    """The client of ``kind`` signed in as ``user`` (each kind its own user)."""
+    options = client_options(stack, **overrides)
+    return open_client(kind, stack.api_url, Password(f"{user}-{kind}", PASSWORD), options)
+
+
+def test_500_changes_once_and_in_order_through_5_connection_cuts(
+    stack: LocalStack, kind: str
+) -> None:
     recorder = Recorder()
-    with connect(stack, "cut") as client:
-        client.subscribe("users/me/todos", recorder.on_change, on_continuity_lost=recorder.on_lost)
+    with client_of(kind, stack, "cut") as client:
+        client.subscribe("users/me/todos", recorder)
         writer = threading.Thread(
             target=write_todos, args=(stack, client.identity_id, 500), kwargs={"pause_s": 0.01}
         )
@@ -75,10 +97,10 @@ def test_500_changes_once_and_in_order_through_5_connection_cuts(stack: LocalSta
     assert recorder.lost == []
 
 
-def test_gateway_restart_mid_stream_loses_nothing(stack: LocalStack) -> None:
+def test_gateway_restart_mid_stream_loses_nothing(stack: LocalStack, kind: str) -> None:
     recorder = Recorder()
-    with connect(stack, "restart") as client:
-        client.subscribe("users/me/todos", recorder.on_change)
+    with client_of(kind, stack, "restart") as client:
+        client.subscribe("users/me/todos", recorder)
         writer = threading.Thread(
             target=write_todos, args=(stack, client.identity_id, 200), kwargs={"pause_s": 0.02}
         )
@@ -89,32 +111,34 @@ def test_gateway_restart_mid_stream_loses_nothing(stack: LocalStack) -> None:
         assert recorder.wait_for(200, 120)
         time.sleep(1.0)
     assert_exactly_once_in_order(recorder, 200)
+    assert recorder.lost == []
 
 
 def test_websocket_blocked_falls_back_to_polling_then_returns_to_push(
-    stack: LocalStack,
+    stack: LocalStack, kind: str
 ) -> None:
     recorder = Recorder()
-    with connect(stack, "poll", fallback_after_s=2.0, poll_wait_s=2.0) as client:
-        client.subscribe("users/me/todos", recorder.on_change)
+    with client_of(kind, stack, "poll", fallback_after_s=2.0, poll_wait_s=2.0) as client:
+        client.subscribe("users/me/todos", recorder)
         write_todos(stack, client.identity_id, 20)
-        assert recorder.wait_for(20, 30) and client.mode == "push"
+        assert recorder.wait_for(20, 30) and client.state in ("live", "catching_up")
         stack.run_on_gateway(stack.gateway.block_mqtt)
         try:
             deadline = time.time() + 30
-            while client.mode != "poll" and time.time() < deadline:
+            while client.state != "polling" and time.time() < deadline:
                 time.sleep(0.2)
-            assert client.mode == "poll"
+            assert client.state == "polling"
             write_todos(stack, client.identity_id, 50, start=20)
             assert recorder.wait_for(70, 60)
-            assert client.mode == "poll" and client.stats["polls"] > 0
+            assert client.state == "polling" and client.stats["polls"] > 0
         finally:
             stack.run_on_gateway(stack.gateway.unblock_mqtt)
         deadline = time.time() + 60
-        while client.mode != "push" and time.time() < deadline:
+        while client.state not in ("live", "catching_up") and time.time() < deadline:
             time.sleep(0.2)
-        assert client.mode == "push"
+        assert client.state in ("live", "catching_up")
         write_todos(stack, client.identity_id, 30, start=70)
         assert recorder.wait_for(100, 60)
         time.sleep(1.0)
     assert_exactly_once_in_order(recorder, 100)
+    assert recorder.lost == []

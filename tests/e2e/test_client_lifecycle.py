@@ -50,7 +50,7 @@ def test_connection_is_renewed_before_its_age_limit_without_gap(stack: LocalStac
 def test_legacy_v1_transport_keeps_the_guarantees(stack: LocalStack) -> None:
     recorder = Recorder()
     with connect(stack, "legacy", transport="v1") as client:
-        assert client.mode == "push"
+        assert client.state == "live"
         client.subscribe("users/me/todos", recorder.on_change)
         writer = threading.Thread(
             target=write_todos, args=(stack, client.identity_id, 150), kwargs={"pause_s": 0.02}

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from client_sdk import ClientOptions, Tidings
+from client_sdk import ClientOptions, Password, Tidings
 from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
 
@@ -50,9 +50,7 @@ def test_polling_beyond_the_wait_cap_backs_off_and_keeps_every_change(stack: Loc
         max_backoff_ms=2000,
     )
     seen = Seen()
-    with Tidings.connect(
-        stack.api_url, "password", username="polly", password=PASSWORD, options=options
-    ) as client:
+    with Tidings.connect(stack.api_url, Password("polly", PASSWORD), options=options) as client:
         mine = f"users/{client.identity_id}/todos"
         channels = [mine, "public/scores", "tenants/acme/board"]
         for channel in channels:
@@ -60,13 +58,13 @@ def test_polling_beyond_the_wait_cap_backs_off_and_keeps_every_change(stack: Loc
         stack.run_on_gateway(stack.gateway.block_mqtt)
         try:
             deadline = time.time() + 30
-            while client.mode != "poll" and time.time() < deadline:
+            while client.state != "polling" and time.time() < deadline:
                 time.sleep(0.1)
-            assert client.mode == "poll"
+            assert client.state == "polling"
             # three channels polled, one long-poll allowed: the others are refused with 429
-            calls_before = client.api.calls
+            calls_before = client.stats["api_calls"]
             time.sleep(6.0)
-            calls = client.api.calls - calls_before
+            calls = client.stats["api_calls"] - calls_before
             assert calls < 50, f"{calls} API calls in 6 s: refused polls are not backed off"
             dynamodb = stack.client("dynamodb")
             for n in range(3):
@@ -84,7 +82,7 @@ def test_polling_beyond_the_wait_cap_backs_off_and_keeps_every_change(stack: Loc
                 )
             expected = {channel: [1, 2, 3] for channel in channels}
             assert seen.wait_for(expected, 60), seen.seqs
-            assert client.mode == "poll"
+            assert client.state == "polling"
             time.sleep(1.0)  # a late duplicate would show up now
             assert seen.seqs == expected
         finally:

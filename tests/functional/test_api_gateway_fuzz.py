@@ -21,12 +21,15 @@ from infra.local.awsauth.credential_store import CredentialStore, StoredCredenti
 from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 from infra.local.functions.runtime import FunctionPool, FunctionSpec
 from infra.local.net.certs import ensure_tls_files
+from tests.support.fuzz import examples
 from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 
 REGION = "us-east-1"
 EXAMPLES = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 INVOKE = {
     "Version": "2012-10-17",

@@ -24,6 +24,7 @@ from backend.tenants import UsersTableTenants
 from infra.local.stack.template_model import load_template
 from tests.events.capture_stream_events import client as moto_client
 from tests.events.capture_stream_events import create_backend_tables
+from tests.support.fuzz import examples
 from tests.support.local_stack import TEMPLATE
 from tests.support.moto_server import ROUTES_FILE, moto_server
 
@@ -88,7 +89,7 @@ def api() -> Any:
 
 
 @settings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -163,16 +163,3 @@ def test_dry_run_changes_nothing(moto_env: str) -> None:
     assert [line for line in lines if line.startswith("Uploaded")] == []
     buckets = boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]
     assert [b["Name"] for b in buckets if b["Name"] == plan.bucket] == []
-
-
-def test_package_with_dependencies_has_only_what_lambda_lacks(tmp_path) -> None:
-    from infra.deploy import install_dependencies
-
-    install_dependencies(tmp_path)
-    package = build_package(dependencies_dir=tmp_path)
-    names = zipfile.ZipFile(BytesIO(package.data)).namelist()
-    top = {n.split("/", 1)[0] for n in names}
-    assert {"jwt", "yaml", "cryptography", "aws_lambda_powertools"} <= top
-    assert "boto3" not in top and "botocore" not in top  # the runtime provides them
-    assert any(n.endswith(".so") and "manylinux" not in n for n in names if "cryptography" in n)
-    assert build_package(dependencies_dir=tmp_path).sha256 == package.sha256

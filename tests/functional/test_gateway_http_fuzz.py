@@ -26,13 +26,16 @@ from infra.local.iot.broker import BrokerConfig
 from infra.local.iot.gateway import Gateway, GatewayConfig
 from infra.local.iot.gateway_thread import GatewayThread
 from infra.local.net import websocket as ws
+from tests.support.fuzz import examples
 from tests.support.http_strategies import header_values, headers, url_chars
 from tests.support.identities import REGION, Identity, new_identity, new_publisher
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 from tests.support.real_clients import presigned_mqtt_path
 
 EXAMPLES = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 WS_HEADERS = [
     ("Upgrade", "websocket"),

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
 from infra.local.identity.service import IdentityPool, IdentityServiceConfig, IdentityServiceThread
+from tests.support.fuzz import examples
 from tests.support.http_strategies import TOKEN_CHARS, headers, url_chars
 from tests.support.moto_server import ACCOUNT, POOL_ID, PROVIDER, REGION, developer_credential
 from tests.support.raw_http import (
@@ -34,7 +35,9 @@ ROLE_POLICY = {
     "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
 }
 EXAMPLES = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 OPERATIONS = [
     "GetId",

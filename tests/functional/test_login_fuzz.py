@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auth.http import handle_login_event
+from tests.support.fuzz import examples
 from tests.support.moto_server import SigninStack, login_event, signin_stack
 
 json_values = st.recursive(
@@ -58,7 +59,7 @@ def stack():
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

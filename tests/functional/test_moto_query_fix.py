@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from infra.local.motohost.fixes.query import apply_dynamodb_query_fix
 from tests.events.capture_stream_events import client as moto_client
+from tests.support.fuzz import examples
 from tests.support.moto_server import moto_server
 
 OPERATORS = ["EQ", "LT", "LE", "GT", "GE", "BETWEEN", None]
@@ -87,7 +88,7 @@ def _run(query: Any, table: Any, args: tuple[Any, ...]) -> Any:
     forward=st.booleans(),
     projected=st.booleans(),
 )
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 def test_same_answer_as_moto(
     kind: str,
     channel: str,

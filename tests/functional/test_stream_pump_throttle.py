@@ -1,6 +1,7 @@
-"""A throttled publisher invocation (the function never ran) is retried by the stream pump
-until it runs: not counted as a failed attempt, never bisected, never sent to the on-failure
-destination — against moto's DynamoDB Streams."""
+"""The stream pump against moto's DynamoDB Streams: a throttled publisher invocation (the
+function never ran) is retried until it runs (not counted as a failed attempt, never bisected,
+never sent to the on-failure destination), and a ``LATEST`` mapping reads its stream from the
+moment ``start()`` returns."""
 
 from __future__ import annotations
 
@@ -91,3 +92,40 @@ def test_a_function_error_still_counts_and_goes_to_the_destination(stream) -> No
     )
     pump.drain(timeout_s=30)
     assert len(failed) == 1 and failed[0]["batchSize"] == 10 and pump.throttled == 0
+
+
+class _SlowIterators:
+    """moto's Streams client, with ``GetShardIterator`` answering late (as under load)."""
+
+    def __init__(self, streams: Any) -> None:
+        self._streams = streams
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._streams, name)
+
+    def get_shard_iterator(self, **params: Any) -> Any:
+        time.sleep(1.0)
+        return self._streams.get_shard_iterator(**params)
+
+
+def test_a_latest_mapping_delivers_a_write_made_right_after_start(endpoint: str) -> None:
+    """``start()`` returns once the mapping reads its stream: with ``LATEST``, a write made
+    right after it is delivered, however late the shard iterators come."""
+    from tests.events.capture_stream_events import client
+
+    streams, arn = todos_stream(endpoint, writes=0)
+    table = arn.split("/")[1]
+    handler = ThrottledFirst(throttles=0)
+    latest = MappingSettings(batch_size=10, starting_position="LATEST")
+    pump = StreamPump(_SlowIterators(streams), arn, handler, latest, poll_interval_s=0.05)
+    pump.start()
+    try:
+        client("dynamodb", endpoint).put_item(
+            TableName=table, Item={"owner": {"S": "o"}, "id": {"S": "late"}, "n": {"N": "7"}}
+        )
+        deadline = time.monotonic() + 30
+        while not handler.delivered and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pump.stop()
+    assert handler.delivered == [7]

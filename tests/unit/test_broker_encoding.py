@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from infra.local.iot import mqtt_codec as mq
 from infra.local.iot.broker import _Pending
+from tests.support.fuzz import examples
 
 
 @given(
@@ -20,7 +21,7 @@ from infra.local.iot.broker import _Pending
     level=st.sampled_from([4, 5]),
     retain=st.booleans(),
 )
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_spliced_packet_ids_match_a_full_encode(topic, payload, ids, level, retain) -> None:
     props: mq.Properties = {mq.PROP_USER_PROPERTY: [("k", "v")]} if level == 5 else {}
     message = _Pending(topic, payload, 1, retain, props)

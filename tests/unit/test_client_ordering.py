@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sdk._ordering import AwaitGap, ChannelOrder, Deliver, Fill, Lost
+from tests.support.fuzz import examples
 
 
 def env(seq: int, epoch: int = 1, **extra) -> dict:
@@ -83,7 +84,7 @@ def test_fill_with_more_pages_asks_again() -> None:
 
 
 @given(st.integers(1, 60), st.integers(0, 2**32), st.floats(0, 0.5), st.floats(0, 0.5))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_any_arrival_pattern_delivers_each_seq_once_in_order(n, seed, drop, dup) -> None:
     rng = random.Random(seed)
     log = [env(s) for s in range(1, n + 1)]

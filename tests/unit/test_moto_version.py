@@ -17,10 +17,14 @@ def test_the_installed_moto_is_the_one_the_fixes_are_written_for() -> None:
     check_moto_version()  # the development environment installs the pinned release
 
 
-def test_the_dev_requirements_pin_the_same_moto() -> None:
-    text = (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
-    (pinned,) = re.findall(r"^moto(?:\[[^\]]*\])?==(\S+)", text, flags=re.MULTILINE)
+def test_the_local_extra_and_the_constraints_pin_the_same_moto() -> None:
+    import tomllib
+
+    text = (ROOT / "constraints.txt").read_text(encoding="utf-8")
+    (pinned,) = re.findall(r"^moto==(\S+)", text, flags=re.MULTILINE)
     assert pinned == MOTO_VERSION
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["optional-dependencies"]["local"] == [f"moto[server]=={MOTO_VERSION}"]
 
 
 def test_another_moto_is_refused_with_both_versions_on_one_line(

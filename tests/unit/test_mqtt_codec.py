@@ -62,6 +62,7 @@ from infra.local.iot.mqtt_codec import (
     encode,
     encode_publish,
 )
+from tests.support.fuzz import examples
 
 MALFORMED, PROTOCOL_ERROR, UNSUPPORTED, TOO_LARGE = 0x81, 0x82, 0x84, 0x95
 PACKET_CLASSES = (
@@ -1269,8 +1270,10 @@ def test_public_surface():
 # --- property-based tests -------------------------------------------------------------------
 
 # Generating whole packets is slower than generating bytes: fewer examples for those tests.
-FUZZ = settings(max_examples=500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
-FUZZ_PACKETS = settings(FUZZ, max_examples=300)
+FUZZ = settings(
+    max_examples=examples(500), deadline=1000, suppress_health_check=[HealthCheck.too_slow]
+)
+FUZZ_PACKETS = settings(FUZZ, max_examples=examples(300))
 
 text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 binary = st.binary(max_size=24)

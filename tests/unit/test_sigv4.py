@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from infra.local.awsauth import sigv4
 from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
 from infra.local.awsauth.sigv4 import SignatureError, VerifiedRequest
+from tests.support.fuzz import examples
 
 REGION = "us-east-1"
 IOT_HOST = "abc123example-ats.iot.us-east-1.amazonaws.com"
@@ -828,7 +829,7 @@ _header_names = st.one_of(
 _headers = st.lists(st.tuples(_header_names, st.text(max_size=80)), max_size=8)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.text(max_size=40), query=_queries, headers=_headers, body=st.binary(max_size=20))
 def test_garbage_only_ever_raises_signature_error(
     path: str, query: str, headers: list[tuple[str, str]], body: bytes
@@ -873,7 +874,7 @@ def test_garbage_only_ever_raises_signature_error(
             assert error.message
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(auth=st.text(max_size=120), date=st.text(max_size=20))
 def test_garbage_authorization_header_only_raises_signature_error(auth: str, date: str) -> None:
     headers = [

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from infra.local.net import websocket as ws
 from infra.local.net.http1 import HttpError, error_response, parse_request_head
+from tests.support.fuzz import examples
 
 
 def client_frame(payload: bytes, opcode: int = ws.OP_BINARY, fin: bool = True) -> bytes:
@@ -61,7 +62,7 @@ def test_fragmented_message_and_interleaved_ping() -> None:
 
 
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=5), st.integers(1, 50))
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_any_chunking_gives_the_same_messages(payloads: list[bytes], step: int) -> None:
     stream = b"".join(client_frame(p) for p in payloads)
     decoder = ws.FrameDecoder(10_000)
@@ -90,7 +91,7 @@ def test_bad_frames(data: bytes, code: int) -> None:
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_garbage_only_raises_websocket_error(data: bytes) -> None:
     try:
         out = ws.FrameDecoder(1000).feed(data)

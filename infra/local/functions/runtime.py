@@ -26,14 +26,16 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from infra import data_files
 from infra.local.functions.worker import READY_LINE
 
 __all__ = ["THROTTLED", "ConcurrencyLimit", "FunctionError", "FunctionPool", "FunctionSpec"]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = data_files.code_root()
+"""Lambda's ``/var/task``: the functions run here, so the template's relative paths (its
+``TIDINGS_ROUTES_FILE``) name the files the deployed package holds."""
 INIT_TIMEOUT_S = 120.0
 """How long a worker may take to import its handler (AWS allows 10 s on its hardware)."""
 THROTTLED = "TooManyRequestsException"

@@ -345,7 +345,14 @@ class StreamPump:
 
     # ----------------------------------------------------------------------------- running
     def start(self) -> None:
-        """Read and invoke in two background threads until :meth:`stop`."""
+        """Take each shard's iterator, then read and invoke in two background threads until
+        :meth:`stop`.
+
+        The iterators are taken before this returns, as a mapping is enabled only once it
+        reads its stream: with ``LATEST``, every write after ``start()`` is delivered.
+        """
+        with self._read_lock:
+            self._discover()
         self._threads = [
             threading.Thread(target=self._read_loop, name="stream-pump-read", daemon=True),
             threading.Thread(target=self._invoke_loop, name="stream-pump-invoke", daemon=True),

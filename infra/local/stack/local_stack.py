@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from infra import data_files
 from infra.local.apigateway.service import ApiGateway, ApiRoute, Throttle
 from infra.local.awsauth.credential_store import (
     CredentialStore,
@@ -73,7 +74,10 @@ __all__ = ["LocalStack", "StackConfig", "freeze_process_heap"]
 
 log = logging.getLogger("tidings.up")
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = data_files.code_root()
+"""Where the packages live; moto's process runs there."""
+TEMPLATE = data_files.data_file(data_files.TEMPLATE)
+"""The template the package carries (``infra/template.yaml``)."""
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEVELOPER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/tidings-local-developer"
 ADMINISTRATOR_ACCESS = {
@@ -87,7 +91,7 @@ ADMINISTRATOR_ACCESS = {
 class StackConfig:
     """Where the local stack listens and what it deploys."""
 
-    template: Path = ROOT / "infra" / "template.yaml"
+    template: Path = TEMPLATE
     state_dir: Path = Path(".tidings")
     region: str = "us-east-1"
     stage: str = "dev"
@@ -147,6 +151,8 @@ class LocalStack:
         self._identity: IdentityServiceThread | None = None
         self._api: ApiGateway | None = None
         self._stopped = threading.Event()
+        self._boto: Any = None  # the boto3 session every client() comes from
+        self._boto_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -262,22 +268,29 @@ class LocalStack:
         return self._log_file
 
     # ------------------------------------------------------------------ moto
-    def client(self, service: str, credential: StoredCredential | None = None) -> Any:
+    def client(
+        self, service: str, credential: StoredCredential | None = None, *, config: Any = None
+    ) -> Any:
         """A boto3 client for one of moto's services, signing with ``credential`` (the
-        developer's by default)."""
-        return self._session(credential or self.developer).client(
-            service, endpoint_url=self.moto_url
-        )
+        developer's by default); ``config``: a ``botocore.config.Config``."""
+        credential = credential or self.developer
+        # one boto3 session for every client: its loader reads each service's model once (a
+        # session per client read them anew, about 4 s of every start); creating clients from
+        # one session is not thread-safe, hence the lock (the clients themselves are)
+        with self._boto_lock:
+            if self._boto is None:
+                import boto3
 
-    def _session(self, credential: StoredCredential) -> Any:
-        import boto3
-
-        return boto3.session.Session(
-            region_name=self.config.region,
-            aws_access_key_id=credential.access_key_id,
-            aws_secret_access_key=credential.secret_access_key,
-            aws_session_token=credential.session_token,
-        )
+                self._boto = boto3.session.Session(region_name=self.config.region)
+            return self._boto.client(
+                service,
+                endpoint_url=self.moto_url,
+                region_name=self.config.region,
+                aws_access_key_id=credential.access_key_id,
+                aws_secret_access_key=credential.secret_access_key,
+                aws_session_token=credential.session_token,
+                config=config,
+            )
 
     def _mirror_to_moto(self, access_key_id: str, credential: StoredCredential | None) -> None:
         """Tell moto about a key put into (or removed from) the stack's store, and wait."""
@@ -561,21 +574,17 @@ class LocalStack:
     # ------------------------------------------------------------------ streams
     def _start_pumps(self) -> None:
         from botocore.config import Config
+        from botocore.credentials import Credentials
 
+        dynamodb = self.client("dynamodb")
         for mapping in self.template.event_source_mappings():
             # Lambda reads a mapping's stream with the function's execution role
-            session = self._session(self.role_credentials[mapping.function])
+            role = self.role_credentials[mapping.function]
             table = self.tables[mapping.table]
-            stream_arn = self.client("dynamodb").describe_table(TableName=table)["Table"][
-                "LatestStreamArn"
-            ]
+            stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
             streams = WireStreamsClient(
-                session.client(
-                    "dynamodbstreams",
-                    endpoint_url=self.moto_url,
-                    config=Config(retries={"max_attempts": 2}),
-                ),
-                session.get_credentials(),
+                self.client("dynamodbstreams", role, config=Config(retries={"max_attempts": 2})),
+                Credentials(role.access_key_id, role.secret_access_key, role.session_token),
             )
             settings = MappingSettings(
                 batch_size=mapping.batch_size,
@@ -838,5 +847,7 @@ def _check_port(port: int, what: str) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
             raise OSError(
-                exc.errno, f"port {port} on 127.0.0.1 ({what}) is already in use"
+                exc.errno,
+                f"port {port} on 127.0.0.1 ({what}) is already in use; "
+                "stop what holds it or pass another --port",
             ) from None

@@ -105,7 +105,7 @@ def check_moto_version() -> None:
     found = f"moto {installed} is installed" if installed else "moto is not installed"
     raise MotoVersionError(
         f"the local stack's moto fixes are written for moto {MOTO_VERSION}, but {found}: "
-        f"install it with pip install 'moto[server]=={MOTO_VERSION}'"
+        f"install it with pip install 'tidings[local]' (which pins moto[server]=={MOTO_VERSION})"
     )
 
 

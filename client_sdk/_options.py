@@ -1,0 +1,68 @@
+"""How the client behaves: one frozen settings object, every field with a production default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from client_sdk._state import ConnectionState
+
+__all__ = ["ClientOptions"]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the client behaves; every field has a production default.
+
+    ``ca_file`` and ``cognito_endpoint`` default to ``TIDINGS_CA_FILE`` and
+    ``AWS_ENDPOINT_URL_COGNITO_IDENTITY`` (the local stack writes both) when the options come
+    from :meth:`from_env`, which ``connect()`` uses when no options are given; an explicit
+    argument wins over the environment.
+    """
+
+    ca_file: str | None = None
+    """The CA bundle to trust (the local stack's); None: the system trust store."""
+    cognito_endpoint: str | None = None
+    """Cognito Identity's endpoint; None: the region's public endpoint."""
+    transport: Literal["mqtt5", "v1"] = "mqtt5"
+    """``mqtt5`` (awsiotsdk) or ``v1`` (AWSIoTPythonSDK: legacy devices, Greengrass v1)."""
+    connect_timeout_s: float = 15.0
+    """How long ``connect()`` waits for a push connection or a working poll."""
+    refresh_margin_s: float = 300.0
+    """Credentials and OpenID tokens are renewed this long before they expire."""
+    max_connection_age_s: float = 23.5 * 3600
+    """The push connection is renewed at this age (AWS IoT closes WebSockets at 24 h)."""
+    fallback_after_s: float = 10.0
+    """Poll the API after this long without a push connection..."""
+    fallback_after_failures: int = 3
+    """...or after this many failed connection attempts in a row."""
+    poll_wait_s: float = 20.0
+    """How long one long-poll may wait for a change (the API allows up to 20 s)."""
+    fill_limit: int = 1000
+    """Changes per API read (1 to 1000)."""
+    min_backoff_ms: int = 500
+    """Reconnect backoff: the first delay (jittered, doubling)..."""
+    max_backoff_ms: int = 20_000
+    """...and the longest."""
+    keep_alive_s: int = 60
+    """MQTT keep-alive (AWS IoT clamps it to 30 to 1200 s)."""
+    reorder_window_s: float = 0.2
+    """How long a hole left by a push may wait for reordered pushes before it is filled."""
+    max_buffered_changes: int = 1000
+    """Changes a channel may hold for a slow callback before the client stops taking its
+    pushes; it reads them from the API once the callback has caught up (nothing is lost)."""
+    on_state: Callable[[ConnectionState], None] | None = None
+    """Called with each new :class:`ConnectionState`, on a thread of its own (the async
+    client: on the event loop). See ``docs/CLIENT.md``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientOptions:
+        """Defaults from the environment, then ``overrides`` (None values are ignored)."""
+        env = os.environ if environ is None else environ
+        base = cls(
+            ca_file=env.get("TIDINGS_CA_FILE") or None,
+            cognito_endpoint=env.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY") or None,
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})

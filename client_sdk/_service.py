@@ -1,0 +1,165 @@
+"""The stack as the client's control loop sees it: who signed in, the channels API, and push
+transports.
+
+:class:`AwsService` is the real one: ``POST /v1/login`` and Cognito credentials
+(:class:`~client_sdk._session.CredentialSource`), the SigV4-signed channels API
+(:class:`~client_sdk._api.ChannelsApi`) and MQTT transports to AWS IoT. ``client_sdk.testing``
+supplies an in-memory one, so an application's tests run the real client without a stack.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from client_sdk._api import ChannelsApi
+from client_sdk._errors import SignInFailed
+from client_sdk._http import ssl_context
+from client_sdk._options import ClientOptions
+from client_sdk._session import CredentialSource
+from client_sdk._signin import SignIn, login_body
+from client_sdk._transport import (
+    Mqtt5Transport,
+    PushTransport,
+    TransportEvents,
+    TransportSettings,
+    V1Transport,
+    new_client_id,
+)
+
+__all__ = ["AwsService", "Service"]
+
+
+class Service(Protocol):
+    """What the control loop needs from the stack."""
+
+    identity_id: str
+    topic_prefix: str
+    readable_channels: tuple[str, ...]
+
+    def head(self, channel: str) -> dict[str, Any]:
+        """``{"channel", "head", "epoch"}``; raises ``AccessDenied`` for a channel it may
+        not read."""
+        ...
+
+    def changes(
+        self, channel: str, after: int, limit: int, wait: float, epoch: int | None
+    ) -> dict[str, Any]:
+        """``{"changes", "head", "epoch", "more"}`` after ``after``; raises
+        ``CursorExpired``, ``AccessDenied`` or ``ServiceUnavailable``."""
+        ...
+
+    def new_transport(self, events: TransportEvents) -> PushTransport:
+        """A push transport (not started) with a client id of its own."""
+        ...
+
+    def refused(self) -> SignInFailed | None:
+        """Why signing in again was refused, if it was (the client is then signed out)."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """``logins``, ``credential_refreshes`` and ``api_calls`` so far."""
+        ...
+
+    def close(self) -> None:
+        """End every request under way and refuse new ones."""
+        ...
+
+
+class AwsService:
+    """The real stack: sign-in, Cognito credentials, the channels API, AWS IoT."""
+
+    def __init__(
+        self,
+        api_url: str,
+        sign_in: SignIn,
+        options: ClientOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.options = options
+        self.context = context or ssl_context(options.ca_file)
+        self.credentials = CredentialSource(
+            api_url,
+            lambda: login_body(sign_in),
+            context=self.context,
+            cognito_endpoint=options.cognito_endpoint,
+            refresh_margin_s=options.refresh_margin_s,
+            clock=clock,
+        )
+        self.api: ChannelsApi | None = None
+        self.identity_id = ""
+        self.topic_prefix = ""
+        self.readable_channels: tuple[str, ...] = ()
+
+    def sign_in(self, timeout: float) -> None:
+        """Sign in and fetch the first credentials, each request within ``timeout`` seconds.
+
+        Raises ``SignInFailed`` (``RateLimited``), ``ServiceUnavailable`` (``ConnectTimeout``).
+        """
+        credentials = self.credentials
+        credentials.timeout = max(0.1, timeout)
+        try:
+            session = credentials.session
+            credentials.get()
+        finally:
+            credentials.timeout = 30.0
+        self.identity_id = session.identity_id
+        self.topic_prefix = session.topic_prefix
+        self.readable_channels = session.channels
+        self.api = ChannelsApi(credentials, self.context, session.region, session.api_url)
+
+    def _api(self) -> ChannelsApi:
+        if self.api is None:
+            raise RuntimeError("sign_in() first")
+        return self.api
+
+    def head(self, channel: str) -> dict[str, Any]:
+        """The channel's head and epoch."""
+        return self._api().head(channel)
+
+    def changes(
+        self, channel: str, after: int, limit: int, wait: float, epoch: int | None
+    ) -> dict[str, Any]:
+        """The channel's changes after ``after``."""
+        return self._api().changes(channel, after, limit, wait, epoch)
+
+    def new_transport(self, events: TransportEvents) -> PushTransport:
+        """An MQTT 5 (or v1) transport to the session's AWS IoT endpoint."""
+        session = self.credentials.session
+        kind = V1Transport if self.options.transport == "v1" else Mqtt5Transport
+        return kind(
+            events,
+            self.credentials,
+            TransportSettings(
+                endpoint=session.iot_endpoint,
+                port=session.iot_port,
+                region=session.region,
+                ca_file=self.options.ca_file,
+                client_id=new_client_id(session.identity_id),
+                min_backoff_ms=self.options.min_backoff_ms,
+                max_backoff_ms=self.options.max_backoff_ms,
+                keep_alive_s=self.options.keep_alive_s,
+            ),
+        )
+
+    def refused(self) -> SignInFailed | None:
+        """The last sign-in refusal, if the last sign-in was refused."""
+        return self.credentials.refused
+
+    def counters(self) -> dict[str, int]:
+        """Sign-ins, credential fetches and API calls so far."""
+        return {
+            "logins": self.credentials.logins,
+            "credential_refreshes": self.credentials.refreshes,
+            "api_calls": self.api.calls if self.api is not None else 0,
+        }
+
+    def close(self) -> None:
+        """End the requests under way (long-polls, sign-ins) and refuse new ones."""
+        self.credentials.close()
+        if self.api is not None:
+            self.api.close()
