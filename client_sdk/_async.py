@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 from client_sdk._client import Tidings
 from client_sdk._core import ChannelState
@@ -235,7 +235,7 @@ class AsyncSubscription:
         self._client._forget(self)
         await asyncio.to_thread(self._client._core.unsubscribe, self._state)
 
-    async def __aenter__(self) -> AsyncSubscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -458,7 +458,7 @@ class AsyncTidings:
         if not self._client.closed:
             await asyncio.to_thread(self._client.close)
 
-    async def __aenter__(self) -> AsyncTidings:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

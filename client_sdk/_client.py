@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import fields
-from typing import Any, Literal, overload
+from typing import Any, Literal, Self, overload
 
 from client_sdk._core import ChannelState, ClientCore, OnChange, OnLost
 from client_sdk._delivery import Item
@@ -59,7 +59,7 @@ class Subscription:
         running is waited for, unless ``close()`` is called from that callback."""
         self._core.unsubscribe(self._state)
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -291,7 +291,7 @@ class Tidings:
         """
         self._core.close()
 
-    def __enter__(self) -> Tidings:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,7 +6,7 @@ TidingsError
 ├── AccessDenied            the identity may not connect or read that channel (never retried)
 ├── BadRequest              the client sent something the service refuses (a bug)
 ├── CursorExpired           the cursor is older than the retention (``head``, ``epoch``)
-├── ContinuityBroken        ``changes()`` without ``on_continuity_lost``: changes were lost
+├── ContinuityBroken        async iteration without ``on_continuity_lost``: changes were lost
 ├── ClientClosed            the client (or the subscription) was closed
 └── ServiceUnavailable      the service cannot be reached right now (retried)
     └── ConnectTimeout      ``connect()`` got no working connection in ``connect_timeout_s``

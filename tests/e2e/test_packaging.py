@@ -305,7 +305,7 @@ def test_tidings_local_installs_from_the_wheel_and_runs_up_from_an_empty_folder(
     )
     assert installed_package.split() == [build_package().sha256, str(site)]
     version = run([tidings, "--version"], cwd=empty, env=clean_env())
-    assert version.strip() == "tidings 0.1.0"
+    assert version.strip() == "tidings 1.0.0"
 
     process, output, errors = start_up(tidings, empty)
     try:
