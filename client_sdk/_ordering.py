@@ -70,6 +70,7 @@ class ChannelOrder:
     max_buffer: int = 10_000
     _buffer: dict[int, Envelope] = field(default_factory=dict)
     _filling: bool = False
+    _fill_epoch: int | None = None  # the epoch when the outstanding fill was asked for
     _awaiting_gap: bool = False
 
     @property
@@ -124,6 +125,8 @@ class ChannelOrder:
     ) -> list[Action]:
         """The API answered a fill with ``changes`` (ordered), the channel's head and epoch."""
         self._filling = False
+        if self._stale_answer(epoch):
+            return self._request_fill() if self._buffer else []
         actions: list[Action] = []
         if self.epoch is not None and epoch != self.epoch:
             actions.append(Lost(head, epoch, "epoch_changed"))
@@ -150,7 +153,11 @@ class ChannelOrder:
     def on_cursor_expired(self, head: int, epoch: int) -> list[Action]:
         """The API says the cursor is older than the retention (or from another epoch)."""
         self._filling = False
+        if self._stale_answer(epoch):
+            return self._request_fill() if self._buffer else []
         actions: list[Action] = [Lost(head, epoch, "cursor_expired")]
+        if self.epoch is not None and epoch != self.epoch:
+            self._buffer.clear()  # what waits there belongs to the old epoch
         self.cursor = head
         self.epoch = epoch
         for seq in [s for s in self._buffer if s <= self.cursor]:
@@ -165,6 +172,14 @@ class ChannelOrder:
         self._filling = False
 
     # ------------------------------------------------------------------ internals
+    def _stale_answer(self, epoch: int) -> bool:
+        """Whether a fill's answer comes from before the channel's epoch changed: its changes
+        (or its 410) speak of a cursor that no longer exists, so it is dropped."""
+        if self.epoch is None:
+            return False
+        asked_in_another_epoch = self._fill_epoch is not None and self._fill_epoch != self.epoch
+        return epoch < self.epoch or asked_in_another_epoch
+
     def _needs_fill(self, head: int) -> bool:
         return head > self.cursor or bool(self._buffer)
 
@@ -172,6 +187,7 @@ class ChannelOrder:
         if self._filling:
             return []
         self._filling = True
+        self._fill_epoch = self.epoch
         return [Fill(self.cursor)]
 
     def _drain(self) -> list[Action]:
