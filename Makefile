@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The web client (client_sdk/web, npm @tidings/client): its dev tools, at the exact versions
+# of its package-lock.json, installed again only when that changes.
+NPM ?= npm
+WEB := client_sdk/web
+WEB_STAMP := $(WEB)/node_modules/.installed
+NEED_NPM = @command -v $(NPM) >/dev/null 2>&1 && node -e 'process.exit(+process.versions.node.split(".")[0] < 20 ? 1 : 0)' 2>/dev/null || { echo "make: the web client (client_sdk/web) needs Node 20 or later and npm" >&2; exit 1; }
 
-.PHONY: demo test check acceptance lint typecheck bench wheels clean
+.PHONY: demo test check acceptance lint typecheck js-test bench wheels clean
 
 # Both distributions (tidings-client from clients/python, tidings from here) editable with
 # every extra, and the tools, at the exact versions of constraints.txt.
@@ -15,6 +21,11 @@ $(STAMP): constraints.txt requirements-dev.txt pyproject.toml clients/python/pyp
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt \
 		-e './clients/python[v1]' -e '.[local,deploy]'
 	touch $(STAMP)
+
+$(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/package.json
+	$(NEED_NPM)
+	cd $(WEB) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tidings demo
@@ -28,11 +39,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy backend auth client_sdk infra
 
+# The web client: its types (tsc) and its tests (node --test), among them the ordering
+# conformance scenarios of tests/conformance that pytest runs against the Python client.
+js-test: $(WEB_STAMP)
+	$(NEED_NPM)
+	cd $(WEB) && $(NPM) run --silent typecheck
+	cd $(WEB) && $(NPM) test --silent
+
 # The whole suite, two test processes (a test file stays in one process, so its module-scoped
 # servers are shared as written). PYTEST_WORKERS=0 runs it in this process.
 PYTEST_WORKERS ?= 2
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck js-test
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The quick loop: unit and functional tests only, the fuzzers with a fifth of their examples.
@@ -60,4 +78,5 @@ wheels:
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist ./clients/python .
 
 clean:
-	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache dist build clients/python/build
+	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache dist build clients/python/build \
+		$(WEB)/node_modules $(WEB)/types

@@ -25,4 +25,5 @@ def clear_caches() -> None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway proxy handler."""
-    return handle_login_event(event, login_service())
+    service = login_service()
+    return handle_login_event(event, service, allowed_origin=service.settings.allowed_origin)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from auth.errors import AuthError, BadRequest, TooManyAttempts
+from backend.cors import cors_headers
 
 __all__ = ["Authenticator", "handle_login_event", "response"]
 
@@ -61,20 +62,27 @@ def _body(event: Mapping[str, Any]) -> bytes | str | None:
         raise BadRequest("invalid_body", "The body is marked base64 but is not.") from None
 
 
-def handle_login_event(event: Mapping[str, Any], service: Authenticator) -> dict[str, Any]:
-    """Answer one ``POST /v1/login`` proxy event with ``service``."""
+def handle_login_event(
+    event: Mapping[str, Any], service: Authenticator, *, allowed_origin: str = ""
+) -> dict[str, Any]:
+    """Answer one ``POST /v1/login`` proxy event with ``service``.
+
+    Every answer, errors included, names ``allowed_origin`` (one origin or ``*``) in its CORS
+    headers, so the page that signs in can read it; "": no CORS headers.
+    """
+    cors = cors_headers(allowed_origin)
     try:
-        return response(200, service.login(_body(event), _source_ip(event)))
+        return response(200, service.login(_body(event), _source_ip(event)), cors)
     except TooManyAttempts as exc:
         return response(
             exc.status,
             {"error": exc.code, "message": exc.message},
-            {"Retry-After": str(exc.retry_after_s)},
+            {**cors, "Retry-After": str(exc.retry_after_s)},
         )
     except AuthError as exc:
         if exc.status >= 500:
             log.error("login failed: %s", exc.message)
-        return response(exc.status, {"error": exc.code, "message": exc.message})
+        return response(exc.status, {"error": exc.code, "message": exc.message}, cors)
     except Exception:
         log.exception("login failed unexpectedly")
         return response(
@@ -83,4 +91,5 @@ def handle_login_event(event: Mapping[str, Any], service: Authenticator) -> dict
                 "error": "internal_error",
                 "message": "Sign-in failed on the server. Try again later.",
             },
+            cors,
         )

@@ -37,6 +37,7 @@ ENV = {
     "address_max_failures": "TIDINGS_LOGIN_ADDRESS_MAX_FAILURES",
     "failure_window_s": "TIDINGS_LOGIN_FAILURE_WINDOW_S",
     "known_address_days": "TIDINGS_LOGIN_KNOWN_ADDRESS_DAYS",
+    "allowed_origin": "TIDINGS_ALLOWED_ORIGIN",
     "region": "AWS_REGION",
     "default_region": "AWS_DEFAULT_REGION",
 }
@@ -144,6 +145,9 @@ class AuthSettings:
     oidc_issuers: tuple[OidcIssuer, ...] = ()
     password_hash: str = "argon2id"
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    allowed_origin: str = ""
+    """The one origin (or ``*``) whose pages may read the login's answers
+    (``TIDINGS_ALLOWED_ORIGIN``, the template's ``AllowedOrigins``); "": no CORS headers."""
 
     @property
     def topic_prefix(self) -> str:
@@ -203,6 +207,7 @@ class AuthSettings:
             iot_policy_prefix=env.get(ENV["iot_policy_prefix"], ""),
             oidc_issuers=_issuers(env.get(ENV["oidc_issuers"], "")),
             password_hash=password_hash,
+            allowed_origin=env.get(ENV["allowed_origin"], "").strip(),
             rate_limits=RateLimits(
                 account_address_max_failures=integer(
                     "account_address_max_failures",

@@ -41,6 +41,7 @@ from urllib.parse import unquote
 from backend.access import Principal, find_route, may_read
 from backend.attribute_values import JsonValue, dumps
 from backend.change_store import ChangeStore, Head
+from backend.cors import cors_headers
 from backend.errors import (
     BadRequest,
     ConfigurationError,
@@ -230,9 +231,12 @@ class ChannelsApi:
         poll_interval_s: float = POLL_INTERVAL_S,
         logger: Any = None,
         leases: PollLeases | None = None,
+        allowed_origin: str = "",
     ) -> None:
         """``tenants`` maps an identity id to the tenants it belongs to; ``leases`` bounds the
-        waiting polls (None: unbounded, for tests of other parts only)."""
+        waiting polls (None: unbounded, for tests of other parts only); ``allowed_origin``
+        (one origin or ``*``) is named in every answer's CORS headers ("": none)."""
+        self.cors_headers = cors_headers(allowed_origin)
         self.routes = tuple(routes)
         self.leases = leases
         self.store = store
@@ -281,6 +285,7 @@ class ChannelsApi:
             topic_prefix=settings.topic_prefix,
             logger=logger,
             leases=leases,
+            allowed_origin=settings.allowed_origin,
         )
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,9 +298,9 @@ class ChannelsApi:
                 body = dumps({"channel": request.channel, "head": head.seq, "epoch": head.epoch})
             else:
                 body = self._changes(request)
-            return _response(200, body)
+            return _response(200, body, self.cors_headers)
         except RequestError as exc:
-            return _response(exc.STATUS, dumps(exc.body()), exc.headers())
+            return _response(exc.STATUS, dumps(exc.body()), {**self.cors_headers, **exc.headers()})
         except Exception:
             if self.logger is not None:
                 self.logger.exception("channels API request failed")
@@ -303,7 +308,7 @@ class ChannelsApi:
                 "error": "internal",
                 "message": "the request failed; try again later",
             }
-            return _response(500, dumps(error))
+            return _response(500, dumps(error), self.cors_headers)
 
     def _authorise(self, request: ChannelsRequest) -> None:
         tenants: frozenset[str] = frozenset()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from backend.errors import ConfigurationError
 
 __all__ = [
+    "ENV_ALLOWED_ORIGIN",
     "ENV_CHANGE_LOG_TABLE",
     "ENV_INLINE_LIMIT_BYTES",
     "ENV_MAX_WAITS_PER_IDENTITY",
@@ -42,6 +43,7 @@ ENV_INLINE_LIMIT_BYTES = "TIDINGS_INLINE_LIMIT_BYTES"
 ENV_ROUTES_FILE = "TIDINGS_ROUTES_FILE"
 ENV_PUBLISH_CONCURRENCY = "TIDINGS_PUBLISH_CONCURRENCY"
 ENV_PUBLISH_WINDOW = "TIDINGS_PUBLISH_WINDOW"
+ENV_ALLOWED_ORIGIN = "TIDINGS_ALLOWED_ORIGIN"
 
 MAX_IOT_PAYLOAD_BYTES = 128 * 1024
 """AWS IoT Core's payload limit."""
@@ -79,6 +81,9 @@ class Settings:
     (``TIDINGS_MAX_WAITS_PER_IDENTITY``, 1 to 64); one per channel in any case."""
     tables: Mapping[str, str] = field(default_factory=dict)
     """Source tables: upper-cased logical id → physical table name."""
+    allowed_origin: str = ""
+    """The one origin (or ``*``) whose pages may read the channels API's answers
+    (``TIDINGS_ALLOWED_ORIGIN``, the template's ``AllowedOrigins``); "": no CORS headers."""
 
     def __post_init__(self) -> None:
         if not self.stage or "/" in self.stage or "+" in self.stage or "#" in self.stage:
@@ -135,6 +140,7 @@ class Settings:
                 env, ENV_MAX_WAITS_PER_IDENTITY, DEFAULT_MAX_WAITS_PER_IDENTITY
             ),
             tables=tables,
+            allowed_origin=env.get(ENV_ALLOWED_ORIGIN, "").strip(),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,18 @@ def _rank(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the files slowest folder first (a stable sort: order within a file is kept)."""
     items.sort(key=_rank)
+
+
+@pytest.fixture(scope="session")
+def shared_stack() -> Iterator[Any]:
+    """One local stack with the template's own settings, for the modules that change nothing
+    in it (each adds users of its own names); started on first use in each test process, so
+    those modules do not each pay a start."""
+    from infra.local.stack.local_stack import LocalStack
+    from tests.support.local_stack import stack_config
+
+    with LocalStack(stack_config()) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -54,11 +54,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if deployed is not None:
         yield deployed
         return
-    from infra.local.stack.local_stack import LocalStack
-    from tests.support.local_stack import stack_config
-
-    with LocalStack(stack_config()) as stack:
-        yield local_target(stack)
+    # the local stack every module with the template's own settings shares (tests/conftest.py)
+    yield local_target(request.getfixturevalue("shared_stack"))
 
 
 @pytest.fixture(scope="session")

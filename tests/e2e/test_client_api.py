@@ -26,7 +26,7 @@ from client_sdk import (
     Tidings,
 )
 from infra.local.stack.local_stack import LocalStack
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import add_user
 from tests.support.recorder import Recorder
 from tests.support.threads import left_running, python_threads
 
@@ -48,10 +48,9 @@ def write_todo(stack: LocalStack, owner: str, n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        add_user(running, "carol", PASSWORD, {"acme"})
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    add_user(shared_stack, "carol", PASSWORD, {"acme"})
+    return shared_stack
 
 
 def options(stack: LocalStack, **overrides) -> ClientOptions:

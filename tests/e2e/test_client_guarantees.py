@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from client_sdk import ClientOptions, Password, Tidings
 from infra.local.stack.local_stack import LocalStack
 from tests.support.client_kinds import KINDS, ClientUnderTest, open_client
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import add_user
 from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
 PASSWORD = "correct-horse-battery"
@@ -53,12 +52,11 @@ def connect(stack: LocalStack, user: str, **overrides) -> Tidings:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        for kind in KINDS:
-            for user in ("cut", "restart", "poll"):
-                add_user(running, f"{user}-{kind}", PASSWORD, {"acme"})
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    for kind in KINDS:
+        for user in ("cut", "restart", "poll"):
+            add_user(shared_stack, f"{user}-{kind}", PASSWORD, {"acme"})
+    return shared_stack
 
 
 @pytest.fixture(params=KINDS)

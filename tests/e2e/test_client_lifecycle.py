@@ -8,25 +8,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.local.stack.local_stack import LocalStack
 from tests.e2e.test_client_guarantees import PASSWORD, connect, write_todos
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import add_user
 from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        for user in ("renew", "legacy"):
-            add_user(running, user, PASSWORD, set())
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    for user in ("renew", "legacy"):
+        add_user(shared_stack, user, PASSWORD, set())
+    return shared_stack
 
 
 def test_connection_is_renewed_before_its_age_limit_without_gap(stack: LocalStack) -> None:

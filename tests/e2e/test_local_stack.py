@@ -4,20 +4,16 @@ refusals) is in the acceptance suite (tests/acceptance/)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
 import requests
 
 from infra.local.stack.local_stack import LocalStack
-from tests.support.local_stack import stack_config
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    return shared_stack
 
 
 def test_every_endpoint_answers(stack: LocalStack) -> None:

@@ -97,7 +97,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def copy_sources(target: Path) -> Path:
     """What the two projects are built from, without caches or earlier build output."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "dist", "*.egg-info")
+    ignore = shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "build", "dist", "*.egg-info", "node_modules"
+    )
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, target / name)
     for package in ("backend", "auth", "infra", "client_sdk"):

@@ -6,13 +6,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.local.stack.local_stack import LocalStack
-from tests.support.local_stack import add_user, stack_config
+from tests.support.local_stack import add_user
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,14 +22,13 @@ def readme_python_blocks() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack_env() -> Iterator[dict[str, str]]:
+def stack_env(shared_stack: LocalStack) -> dict[str, str]:
     """The environment a developer gets from `source .tidings/local.env`, plus user ann."""
-    with LocalStack(stack_config()) as stack:
-        add_user(stack, "ann", "ann-secret-2026", {"acme"})
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
-        env.update(stack.settings())
-        env["PYTHONPATH"] = str(ROOT)
-        yield env
+    add_user(shared_stack, "ann", "ann-secret-2026", {"acme"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
+    env.update(shared_stack.settings())
+    env["PYTHONPATH"] = str(ROOT)
+    return env
 
 
 def test_readme_has_python_examples() -> None:

@@ -29,6 +29,11 @@ MOTO_SKIPS = {
 
 @pytest.fixture()
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # moto's CloudFormation fails on a method with a MOCK integration (the CORS preflights);
+    # the local stack's fix for that gap is the one applied here (the server is in-process)
+    from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
+
+    apply_mock_integrations_fix()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()

@@ -432,3 +432,45 @@ def test_a_session_policy_nested_too_deeply_is_malformed_not_a_dropped_connectio
     assert status == 400, reply
     assert headers["content-type"] == "text/xml"
     assert b"<Code>MalformedPolicyDocument</Code>" in reply
+
+
+def test_a_cors_preflight_from_any_origin_is_allowed(service):
+    request = (
+        b"OPTIONS / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://anywhere.example\r\n"
+        b"Access-Control-Request-Method: POST\r\n"
+        b"Access-Control-Request-Headers: content-type, x-amz-target, x-amz-user-agent\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status, headers, body = parsed(raw_exchange(service, request))
+    assert status == 200 and body == b""
+    assert headers["access-control-allow-origin"] == "*"
+    assert "POST" in headers["access-control-allow-methods"].split(", ")
+    allowed = {h.strip().lower() for h in headers["access-control-allow-headers"].split(",")}
+    assert {
+        "content-type",
+        "x-amz-target",
+        "x-amz-user-agent",
+        "authorization",
+        "x-amz-date",
+        "x-amz-security-token",
+    } <= allowed
+    assert int(headers["access-control-max-age"]) > 0
+
+
+def test_answers_and_errors_carry_the_cors_origin(service):
+    answer = token_for(service, "u-cors")
+    body = json.dumps(
+        {
+            "IdentityId": answer["IdentityId"],
+            "Logins": {"cognito-identity.amazonaws.com": answer["Token"]},
+        }
+    ).encode()
+    status, headers, _ = parsed(
+        raw_exchange(service, cognito_post(body, target="GetCredentialsForIdentity"))
+    )
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "*"
+    assert "x-amzn-requestid" in headers["access-control-expose-headers"].lower()
+    refused = raw_exchange(service, cognito_post(b"{not json"))
+    assert_cognito_error(refused, 400, "SerializationException")
+    assert parsed(refused)[1]["access-control-allow-origin"] == "*"

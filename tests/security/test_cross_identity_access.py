@@ -4,7 +4,6 @@ API, SigV4 WebSocket MQTT on the gateway. Every attempt is refused the way AWS r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -22,7 +21,6 @@ from tests.support.local_stack import (
     cognito_client,
     credentials_for,
     login_over_https,
-    stack_config,
 )
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 from tests.support.raw_mqtt import RawClient
@@ -31,11 +29,13 @@ LOGIN_KEY = "cognito-identity.amazonaws.com"
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        add_user(running, "alice", "alice-security-1", {"acme"})
-        add_user(running, "bob", "bob-security-1", {"globex"})
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    add_user(shared_stack, ALICE, f"{ALICE}-security-1", {"acme"})
+    add_user(shared_stack, BOB, f"{BOB}-security-1", {"globex"})
+    return shared_stack
+
+
+ALICE, BOB = "alice-xid", "bob-xid"  # the stack is shared: names of this module's own
 
 
 def login(stack: LocalStack, user: str) -> dict[str, Any]:
@@ -50,13 +50,13 @@ def credentials(stack: LocalStack, answer: dict[str, Any]) -> Identity:
 
 @pytest.fixture(scope="module")
 def alice(stack: LocalStack) -> tuple[dict[str, Any], Identity]:
-    answer = login(stack, "alice")
+    answer = login(stack, ALICE)
     return answer, credentials(stack, answer)
 
 
 @pytest.fixture(scope="module")
 def bob(stack: LocalStack) -> tuple[dict[str, Any], Identity]:
-    answer = login(stack, "bob")
+    answer = login(stack, BOB)
     return answer, credentials(stack, answer)
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -29,19 +28,19 @@ from botocore.exceptions import ClientError
 from infra.local.awsauth.credential_store import StoredCredential
 from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 from infra.local.stack.local_stack import ACCOUNT_ID, LocalStack
-from tests.support.local_stack import add_user, credentials_for, login_over_https, stack_config
+from tests.support.local_stack import add_user, credentials_for, login_over_https
 
 REGION = "us-east-1"
 LOGIN_KEY = "cognito-identity.amazonaws.com"
 NO_RETRY = Config(retries={"max_attempts": 1})
+ALICE, BOB = "alice-iam", "bob-iam"  # the stack is shared: names of this module's own
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(stack_config()) as running:
-        add_user(running, "alice", "alice-moto-iam-1", {"acme"})
-        add_user(running, "bob", "bob-moto-iam-1", {"globex"})
-        yield running
+def stack(shared_stack: LocalStack) -> LocalStack:
+    add_user(shared_stack, ALICE, f"{ALICE}-moto-iam-1", {"acme"})
+    add_user(shared_stack, BOB, f"{BOB}-moto-iam-1", {"globex"})
+    return shared_stack
 
 
 def identity_credential(stack: LocalStack, user: str) -> tuple[str, StoredCredential]:
@@ -52,7 +51,7 @@ def identity_credential(stack: LocalStack, user: str) -> tuple[str, StoredCreden
 
 @pytest.fixture(scope="module")
 def alice(stack: LocalStack) -> tuple[str, StoredCredential]:
-    return identity_credential(stack, "alice")
+    return identity_credential(stack, ALICE)
 
 
 def client(stack: LocalStack, service: str, credential: StoredCredential | None) -> Any:
@@ -103,7 +102,7 @@ def authenticated_role_session(stack: LocalStack) -> str:
 def alice_record(stack: LocalStack) -> dict[str, Any]:
     return dict(
         stack.client("dynamodb")
-        .get_item(TableName=stack.tables["UsersTable"], Key={"pk": {"S": "user#alice"}})
+        .get_item(TableName=stack.tables["UsersTable"], Key={"pk": {"S": f"user#{ALICE}"}})
         .get("Item", {})
     )
 
@@ -171,7 +170,7 @@ def test_an_identity_cannot_scan_the_users_table(stack: LocalStack, alice) -> No
 
 def test_an_identity_cannot_attach_another_tenants_iot_policy(stack: LocalStack, alice) -> None:
     alice_id, credential = alice
-    bob_id, _ = identity_credential(stack, "bob")
+    bob_id, _ = identity_credential(stack, BOB)
     developer_iot = stack.client("iot")
 
     def attached(target: str) -> set[str]:
@@ -355,7 +354,7 @@ def test_the_developer_credentials_may_do_everything(stack: LocalStack) -> None:
     assert developer.access_key_id.startswith("AKIA") and developer.session_token is None
     dynamodb = client(stack, "dynamodb", developer)
     items = dynamodb.scan(TableName=stack.tables["UsersTable"])["Items"]
-    assert any(item["pk"]["S"] == "user#alice" for item in items)
+    assert any(item["pk"]["S"] == f"user#{ALICE}" for item in items)
     client(stack, "sqs", developer).list_queues()
     client(stack, "cloudformation", developer).describe_stacks(StackName="tidings-local")
     client(stack, "iot", developer).list_policies()

@@ -30,6 +30,7 @@ ORDER = [
     "stream_writes",
     "routing",
     "iot_cognito",
+    "mock_integrations",
 ]
 
 

@@ -13,7 +13,14 @@ AWS. A function that Lambda refuses to run (throttled: its reserved concurrency,
 account's, is in use) is an integration failure: API Gateway REST answers it with a bare
 500 "Internal server error" (Lambda's 429 is never passed on), unless the API customises the
 ``INTEGRATION_FAILURE`` (or else ``DEFAULT_5XX``) gateway response, which the template does
-and this gateway honours (:class:`~infra.local.stack.template_model.GatewayResponse`).
+and this gateway honours (:class:`~infra.local.stack.template_model.GatewayResponse`). Every
+error of the gateway's own gets its response type's customisation, or else ``DEFAULT_4XX`` /
+``DEFAULT_5XX``'s, as on AWS (the template's add the CORS origin to them).
+
+A method whose integration is ``MOCK`` (the template's CORS preflights, ``OPTIONS``) is
+answered by the gateway itself with its static integration response (:class:`MockResponse`):
+no function, and no signature unless the method asks for one. A method the resource does not
+have (``OPTIONS`` included) gets the same 405 as any other.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from infra.local.net.http_server import (
 )
 from infra.local.net.service import ServerThread
 
-__all__ = ["ApiGateway", "ApiRoute", "GatewayResponse", "Throttle"]
+__all__ = ["ApiGateway", "ApiRoute", "GatewayResponse", "MockResponse", "Throttle"]
 
 log = logging.getLogger("tidings.api")
 
@@ -67,13 +74,28 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class MockResponse:
+    """A ``MOCK`` integration's answer (its default integration response), sent as it is."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: str = ""
+
+
+@dataclass(frozen=True)
 class ApiRoute:
-    """One method on one resource, as the template declares it."""
+    """One method on one resource, as the template declares it: a Lambda proxy integration
+    (``invoke``) or a ``MOCK`` one (``mock``)."""
 
     method: str
     resource: str  # e.g. "/v1/channels/{channel+}"
     authorization: str  # "NONE" | "AWS_IAM"
-    invoke: Invoker
+    invoke: Invoker | None = None
+    mock: MockResponse | None = None
+
+    def __post_init__(self) -> None:
+        if (self.invoke is None) == (self.mock is None):
+            raise ValueError(f"{self.method} {self.resource}: give either invoke or mock")
 
     def match(self, path: str) -> dict[str, str] | None:
         """Path parameters if ``path`` (percent-decoded segments) fits this resource."""
@@ -190,7 +212,8 @@ class ApiGateway(ServerThread):
         raw_path, _, raw_query = raw_target.partition("?")
         prefix = f"/{self.stage}"
         if not (raw_path == prefix or raw_path.startswith(prefix + "/")):
-            return _error(
+            return self.refusal(
+                "MISSING_AUTHENTICATION_TOKEN",
                 404,
                 "NotFoundException",
                 "not_found",
@@ -201,10 +224,17 @@ class ApiGateway(ServerThread):
         matched = [(r, r.match(path)) for r in self.routes]
         candidates = [(r, p) for r, p in matched if p is not None]
         if not candidates:
-            return _error(404, "NotFoundException", "not_found", f"no route for {decoded}")
+            return self.refusal(
+                "MISSING_AUTHENTICATION_TOKEN",
+                404,
+                "NotFoundException",
+                "not_found",
+                f"no route for {decoded}",
+            )
         route_params = next(((r, p) for r, p in candidates if r.method in (method, "ANY")), None)
         if route_params is None:
-            return _error(
+            return self.refusal(
+                "MISSING_AUTHENTICATION_TOKEN",
                 405,
                 "MethodNotAllowedException",
                 "method_not_allowed",
@@ -212,7 +242,8 @@ class ApiGateway(ServerThread):
             )
         route, params = route_params
         if not self.throttle.take():
-            return _error(
+            return self.refusal(
+                "THROTTLED",
                 429,
                 "TooManyRequestsException",
                 "too_many_requests",
@@ -233,7 +264,8 @@ class ApiGateway(ServerThread):
                     services=("execute-api",),
                 )
             except SignatureError as exc:
-                return _error(
+                return self.refusal(
+                    "INVALID_SIGNATURE" if exc.code == "signature_mismatch" else None,
                     403,
                     "InvalidSignatureException"
                     if exc.code == "signature_mismatch"
@@ -248,13 +280,19 @@ class ApiGateway(ServerThread):
             )
             role_policies = credential.policy_sets[:1]
             if not is_allowed(role_policies, "execute-api:Invoke", arn, credential.variables):
-                return _error(
+                return self.refusal(
+                    "ACCESS_DENIED",
                     403,
                     "AccessDeniedException",
                     "forbidden",
                     f"{credential.principal} is not authorized to invoke {method} "
                     f"{decoded} (execute-api:Invoke)",
                 )
+        if route.mock is not None:
+            mock = route.mock
+            mock_headers = [("Content-Type", "application/json"), *mock.headers.items()]
+            return mock.status_code, mock_headers, mock.body.encode()
+        assert route.invoke is not None
         event = self._event(
             method, route, params, path, raw_query, headers, body, source_ip, credential
         )
@@ -263,31 +301,56 @@ class ApiGateway(ServerThread):
         except Exception as exc:
             if getattr(exc, "error_type", None) == THROTTLED:
                 log.info("%s %s: the function was throttled: %s", method, decoded, exc)
-                return self._integration_failure()
+                # what API Gateway answers when Lambda refuses the invocation
+                return self.refusal(
+                    "INTEGRATION_FAILURE",
+                    500,
+                    "InternalServerErrorException",
+                    "internal_server_error",
+                    "Internal server error",
+                )
             log.warning("%s %s: integration failed: %s", method, decoded, exc)
-            return _error(
+            return self.refusal(
+                None,
                 502,
                 "InternalServerErrorException",
                 "bad_gateway",
                 "the function failed; see its log for the error",
             )
-        return _proxy_response(result)
+        proxied = _proxy_response(result)
+        if proxied is None:
+            return self.refusal(
+                None,
+                502,
+                "InternalServerErrorException",
+                "bad_gateway",
+                "the function returned a malformed proxy response",
+            )
+        return proxied
 
-    def _integration_failure(self) -> tuple[int, list[tuple[str, str]], bytes]:
-        """What API Gateway answers when Lambda refuses the invocation (throttled)."""
-        custom = self.gateway_responses.get("INTEGRATION_FAILURE") or self.gateway_responses.get(
-            "DEFAULT_5XX"
-        )
-        status, headers, body = _error(
-            500, "InternalServerErrorException", "internal_server_error", "Internal server error"
-        )
+    def refusal(
+        self,
+        response_type: str | None,
+        status: int,
+        aws_type: str,
+        code: str,
+        message: str,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """An error of the gateway's own, with the API's customisation of ``response_type``
+        or else of ``DEFAULT_4XX`` / ``DEFAULT_5XX`` (status, headers, body), as on AWS."""
+        answer_status, headers, body = _error(status, aws_type, code, message, extra)
+        default = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
+        custom = (
+            self.gateway_responses.get(response_type) if response_type else None
+        ) or self.gateway_responses.get(default)
         if custom is None:
-            return status, headers, body
-        headers = [("Content-Type", "application/json")]
-        headers.append(("x-amzn-ErrorType", "InternalServerErrorException"))
+            return answer_status, headers, body
+        replaced = {name.lower() for name in custom.headers}
+        headers = [(n, v) for n, v in headers if n.lower() not in replaced]
         headers.extend(custom.headers.items())
         data = custom.body.encode() if custom.body is not None else body
-        return custom.status_code or status, headers, data
+        return custom.status_code or answer_status, headers, data
 
     def _event(
         self,
@@ -375,14 +438,10 @@ def _error(
     return status, headers, body
 
 
-def _proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def _proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The HTTP answer of a proxy response; None if it is malformed."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
-        return _error(
-            502,
-            "InternalServerErrorException",
-            "bad_gateway",
-            "the function returned a malformed proxy response",
-        )
+        return None
     headers: list[tuple[str, str]] = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers.extend((name, str(v)) for v in values)
@@ -412,10 +471,14 @@ class _RequestHandler(RefusingRequestHandler):
     def refuse(self, status: int, message: str) -> None:
         """The gateway's own refusals: ``{"error", "message"}`` with ``x-amzn-ErrorType``."""
         if status >= 500:
-            answer = _error(500, "InternalServerErrorException", "internal", message)
+            answer = self.api.refusal(
+                None, 500, "InternalServerErrorException", "internal", message
+            )
         else:
             aws_type = HTTP_REFUSAL_TYPES.get(status, "BadRequestException")
-            answer = _error(status, aws_type, _REFUSAL_CODES.get(status, "bad_request"), message)
+            response_type = "REQUEST_TOO_LARGE" if status == 413 else None
+            code = _REFUSAL_CODES.get(status, "bad_request")
+            answer = self.api.refusal(response_type, status, aws_type, code, message)
         self.close_connection = True
         self._send(*answer)
 

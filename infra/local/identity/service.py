@@ -13,6 +13,12 @@ boto3 talks to it unchanged through ``AWS_ENDPOINT_URL_COGNITO_IDENTITY`` and
   session policy (the Cognito "basic" flow);
 - ``GET /.well-known/jwks_uri`` and ``/.well-known/openid-configuration`` for the token keys.
 
+Browsers call Cognito Identity directly (the AWS SDK for JavaScript signs in a web page with
+``GetCredentialsForIdentity``), so, as on AWS, any origin may: a CORS preflight (``OPTIONS``)
+gets 200 with :data:`CORS_PREFLIGHT_HEADERS`, and every answer carries
+``Access-Control-Allow-Origin: *`` (:data:`CORS_HEADERS`). No credentials (cookies) are
+involved, so ``*`` is enough.
+
 The same (pool, developer provider, user id) always maps to the same identity id. OpenID
 tokens are RS256 JWTs with Cognito's claims (``iss`` ``https://cognito-identity.amazonaws.com``,
 ``aud`` = pool id, ``sub`` = identity id, ``amr``). Credentials are random, expire
@@ -58,6 +64,8 @@ from infra.local.net.service import ServerThread
 
 __all__ = [
     "COGNITO_ISSUER",
+    "CORS_HEADERS",
+    "CORS_PREFLIGHT_HEADERS",
     "IdentityError",
     "IdentityPool",
     "IdentityService",
@@ -597,6 +605,25 @@ class _BadRequest(Exception):
         self.message = message
 
 
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": (
+        "x-amzn-RequestId, x-amzn-ErrorType, x-amzn-ErrorMessage, Date"
+    ),
+}
+"""On every answer: any page may read it (the AWS SDK reads the request id and error type)."""
+CORS_PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, X-Amz-Target, X-Amz-User-Agent, Authorization, X-Amz-Date, "
+        "X-Amz-Security-Token, X-Amz-Content-Sha256, Amz-Sdk-Invocation-Id, Amz-Sdk-Request"
+    ),
+    "Access-Control-Max-Age": "86400",
+}
+"""The answer to a CORS preflight (``OPTIONS``), from any origin."""
+
+
 class _Handler(RefusingRequestHandler):
     server: _Server
     allowed_methods = "POST (API calls) or GET (keys)"
@@ -614,7 +641,7 @@ class _Handler(RefusingRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in {**CORS_HEADERS, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -696,7 +723,16 @@ class _Handler(RefusingRequestHandler):
             f"{self.command} is not supported: send POST (API calls) or GET (keys).",
         )
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = _method_not_allowed
+
+    def do_OPTIONS(self) -> None:
+        """A CORS preflight: any origin may send POST (API calls) and GET (keys)."""
+        try:
+            self._read_body()
+        except _BadRequest as exc:
+            self._refuse(exc.status, exc.code, exc.message)
+            return
+        self._send(200, b"", "text/plain", CORS_PREFLIGHT_HEADERS)
 
     def _cognito(self, operation: str, body: bytes, request_id: str) -> None:
         service = self.server.service

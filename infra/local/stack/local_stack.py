@@ -521,7 +521,7 @@ class LocalStack:
             stage=stage,
             port=self.config.api_port,
             throttle=Throttle(rate, int(burst)),
-            gateway_responses=self.template.gateway_responses(),
+            gateway_responses=self.template.gateway_responses(resolver),
         )
         # the functions' environment names the API's URL, so the API binds its port first; it
         # answers "no route" until the routes below are in (and nobody knows its URL yet)
@@ -558,7 +558,17 @@ class LocalStack:
             pool = FunctionPool(spec, base_env, log=self._function_log(), concurrency=shared)
             pool.warm()
             self.functions[logical] = pool
-        for method in self.template.api_methods():
+        for method in self.template.api_methods(resolver):
+            if method.mock is not None:  # the CORS preflights: the gateway answers them
+                routes.append(
+                    ApiRoute(
+                        method.http_method,
+                        method.resource_path,
+                        method.authorization,
+                        mock=method.mock,
+                    )
+                )
+                continue
             if method.function is None or method.function not in self.functions:
                 continue
             routes.append(

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.local.apigateway.service import GatewayResponse
+from infra.local.apigateway.service import GatewayResponse, MockResponse
 
 __all__ = [
     "ApiMethod",
@@ -115,6 +115,8 @@ class ApiMethod:
     resource_path: str
     authorization: str
     function: str | None  # logical id of the proxied function
+    mock: MockResponse | None = None
+    """A ``MOCK`` integration's static answer (the CORS preflights), its values resolved."""
 
 
 @dataclass
@@ -207,8 +209,17 @@ class Template:
             )
         return out
 
-    def api_methods(self) -> list[ApiMethod]:
-        """REST API methods with their paths rebuilt from the resource tree."""
+    def _defaults_resolver(self) -> Resolver:
+        """Resolves ``!Ref <Parameter>`` to its default: for values read without a stack."""
+        return Resolver(self.parameter_defaults(), {}, {}, {})
+
+    def api_methods(self, resolve: Callable[[Any], Any] | None = None) -> list[ApiMethod]:
+        """REST API methods with their paths rebuilt from the resource tree.
+
+        ``resolve`` resolves the ``MOCK`` integrations' header values (default: parameters'
+        defaults).
+        """
+        resolve = resolve or self._defaults_resolver()
         resources = self.of_type("AWS::ApiGateway::Resource")
 
         def path_of(ref: Any) -> str:
@@ -238,26 +249,27 @@ class Template:
                     resource_path=path_of(props.get("ResourceId")) or "/",
                     authorization=str(props.get("AuthorizationType", "NONE")),
                     function=function,
+                    mock=_mock_response(logical_id, props, resolve)
+                    if integration.get("Type") == "MOCK"
+                    else None,
                 )
             )
         return out
 
-    def gateway_responses(self) -> dict[str, GatewayResponse]:
-        """The API's customised gateway responses by response type (``INTEGRATION_FAILURE``)."""
+    def gateway_responses(
+        self, resolve: Callable[[Any], Any] | None = None
+    ) -> dict[str, GatewayResponse]:
+        """The API's customised gateway responses by response type (``INTEGRATION_FAILURE``).
+
+        ``resolve`` resolves header values such as ``!Sub "'${AllowedOrigins}'"`` (default:
+        parameters' defaults).
+        """
+        resolve = resolve or self._defaults_resolver()
         out = {}
         for logical_id in self.of_type("AWS::ApiGateway::GatewayResponse"):
             props = self.properties(logical_id)
-            headers = {}
-            for name, value in (props.get("ResponseParameters") or {}).items():
-                prefix = "gatewayresponse.header."
-                text = str(value)
-                quoted = len(text) >= 2 and text[0] == text[-1] == "'"
-                if not name.startswith(prefix) or not quoted:
-                    raise TemplateError(
-                        f"{logical_id}: the local stack supports only static header values "
-                        f"(gatewayresponse.header.<Name>: \"'value'\"), not {name}: {value}"
-                    )
-                headers[name[len(prefix) :]] = text[1:-1]
+            parameters = props.get("ResponseParameters") or {}
+            headers = _static_headers(logical_id, parameters, "gatewayresponse.header.", resolve)
             templates = props.get("ResponseTemplates") or {}
             status = props.get("StatusCode")
             response_type = str(props.get("ResponseType", ""))
@@ -310,6 +322,64 @@ class Template:
         """The inline policy documents of an ``AWS::IAM::Role`` (unresolved)."""
         props = self.properties(logical_id)
         return [p["PolicyDocument"] for p in props.get("Policies") or []]
+
+
+def _static_headers(
+    logical_id: str, parameters: Mapping[str, Any], prefix: str, resolve: Callable[[Any], Any]
+) -> dict[str, str]:
+    """Header name → value from ``<prefix><Name>: "'value'"`` mappings (values resolved)."""
+    headers = {}
+    for name, value in parameters.items():
+        try:
+            text = str(resolve(value))
+        except TemplateError:
+            text = str(value)
+        quoted = len(text) >= 2 and text[0] == text[-1] == "'"
+        if not name.startswith(prefix) or not quoted:
+            raise TemplateError(
+                f"{logical_id}: the local stack supports only static header values "
+                f"({prefix}<Name>: \"'value'\"), not {name}: {value}"
+            )
+        headers[name[len(prefix) :]] = text[1:-1]
+    return headers
+
+
+def _mock_response(
+    logical_id: str, props: Mapping[str, Any], resolve: Callable[[Any], Any]
+) -> MockResponse:
+    """A ``MOCK`` integration's default integration response, checked as API Gateway checks
+    it: every header it sets must be declared in the method response of its status."""
+    integration = props.get("Integration") or {}
+    defaults = [
+        r for r in integration.get("IntegrationResponses") or [] if not r.get("SelectionPattern")
+    ]
+    if len(defaults) != 1:
+        raise TemplateError(
+            f"{logical_id}: a MOCK integration needs exactly one integration response without "
+            "a SelectionPattern (the local stack answers with it)"
+        )
+    (chosen,) = defaults
+    status = str(chosen.get("StatusCode", ""))
+    prefix = "method.response.header."
+    headers = _static_headers(logical_id, chosen.get("ResponseParameters") or {}, prefix, resolve)
+    declared: set[str] = set()
+    for method_response in props.get("MethodResponses") or []:
+        if str(method_response.get("StatusCode")) == status:
+            declared |= {
+                name[len(prefix) :].lower()
+                for name in method_response.get("ResponseParameters") or {}
+                if name.startswith(prefix)
+            }
+    undeclared = sorted(name for name in headers if name.lower() not in declared)
+    if undeclared or not status.isdigit():
+        raise TemplateError(
+            f"{logical_id}: its integration response {status or '(no StatusCode)'} sets "
+            f"headers its method response does not declare: {', '.join(undeclared)}"
+            if undeclared
+            else f"{logical_id}: its integration response needs a numeric StatusCode"
+        )
+    body = (chosen.get("ResponseTemplates") or {}).get("application/json") or ""
+    return MockResponse(int(status), headers, str(body))
 
 
 def _logical_ref(value: Any, where: str, what: str) -> str:

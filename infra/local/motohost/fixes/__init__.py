@@ -12,7 +12,8 @@ the fix changes, and whose ``apply()`` installs it (idempotent):
 - :mod:`.condition_cache`: parsed condition expressions remembered, syntax errors as HTTP 400;
 - :mod:`.stream_writes`: a stream write only appends its record, for the local stack's pump;
 - :mod:`.routing`: the service of a host name looked up once;
-- :mod:`.iot_cognito`: IoT policies attach to any Cognito identity id.
+- :mod:`.iot_cognito`: IoT policies attach to any Cognito identity id;
+- :mod:`.mock_integrations`: API Gateway methods with a ``MOCK`` integration deploy.
 
 ``apply_local_stack_fixes`` applies them all (in the order of :data:`FIX_MODULES`), in the
 process that runs moto (``ThreadedMotoServer``), once. They are written for one moto release,
@@ -31,6 +32,7 @@ from infra.local.motohost.fixes import (
     iot_cognito,
     isolation,
     item_responses,
+    mock_integrations,
     query,
     routing,
     stream_writes,
@@ -44,6 +46,7 @@ from infra.local.motohost.fixes.get_records import (
 from infra.local.motohost.fixes.iot_cognito import apply_iot_cognito_targets_fix
 from infra.local.motohost.fixes.isolation import apply_dynamodb_isolation_fix
 from infra.local.motohost.fixes.item_responses import apply_dynamodb_response_fix
+from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
 from infra.local.motohost.fixes.query import apply_dynamodb_query_fix
 from infra.local.motohost.fixes.routing import apply_routing_fix
 from infra.local.motohost.fixes.stream_writes import apply_stream_fix
@@ -61,6 +64,7 @@ __all__ = [
     "apply_get_records_response_fix",
     "apply_iot_cognito_targets_fix",
     "apply_local_stack_fixes",
+    "apply_mock_integrations_fix",
     "apply_routing_fix",
     "apply_stream_fix",
     "check_moto_version",
@@ -80,6 +84,7 @@ FIX_MODULES: tuple[ModuleType, ...] = (
     stream_writes,
     routing,
     iot_cognito,
+    mock_integrations,
 )
 """Every fix, in the order :func:`apply_local_stack_fixes` applies them."""
 
