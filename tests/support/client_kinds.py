@@ -33,11 +33,12 @@ class ClientUnderTest(Protocol):
     def subscribe(self, channel: str, recorder: Recorder, after: int | None = None) -> Any: ...
 
 
-class ThreadedDriver:
-    """The threaded client, its callbacks feeding the recorder."""
+class _ReadsTheClient:
+    """What both drivers read straight from their client."""
 
-    def __init__(self, client: Tidings) -> None:
-        self.client = client
+    @property
+    def client(self) -> Tidings | AsyncTidings:
+        raise NotImplementedError
 
     @property
     def identity_id(self) -> str:
@@ -51,13 +52,24 @@ class ThreadedDriver:
     def stats(self) -> dict[str, int]:
         return self.client.stats
 
+
+class ThreadedDriver(_ReadsTheClient):
+    """The threaded client, its callbacks feeding the recorder."""
+
+    def __init__(self, client: Tidings) -> None:
+        self._threaded = client
+
+    @property
+    def client(self) -> Tidings:
+        return self._threaded
+
     def subscribe(self, channel: str, recorder: Recorder, after: int | None = None) -> Any:
         return self.client.subscribe(
             channel, recorder.on_change, after=after, on_continuity_lost=recorder.on_lost
         )
 
 
-class AsyncDriver:
+class AsyncDriver(_ReadsTheClient):
     """An AsyncTidings on its own loop thread; ``async for`` feeds the recorder."""
 
     def __init__(self, api_url: str, sign_in: SignIn, options: ClientOptions) -> None:
@@ -96,18 +108,6 @@ class AsyncDriver:
     def client(self) -> AsyncTidings:
         assert self._client is not None
         return self._client
-
-    @property
-    def identity_id(self) -> str:
-        return self.client.identity_id
-
-    @property
-    def state(self) -> str:
-        return self.client.state
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self.client.stats
 
     def subscribe(self, channel: str, recorder: Recorder, after: int | None = None) -> Any:
         async def subscribe() -> Any:

@@ -9,10 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.awsauth.credential_store import StoredCredential
-from infra.local.stack.local_stack import LocalStack, StackConfig
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "infra" / "template.yaml"
+from infra.local.stack.local_stack import TEMPLATE, LocalStack, StackConfig
 
 
 def stack_config(template: Path = TEMPLATE, **overrides) -> StackConfig:
