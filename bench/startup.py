@@ -75,6 +75,7 @@ def one_run() -> dict[str, float]:
                 identity_port=0,
                 api_port=0,
                 moto_port=0,
+                web_port=0,
                 function_log=Path(state) / "functions.log",
             )
             stack = LocalStack(config)

@@ -352,6 +352,7 @@ def _up(args: argparse.Namespace) -> int:
         api_port=args.port + 1,
         identity_port=args.port + 2,
         moto_port=args.port + 3,
+        web_port=args.port + 4,
         **options,
     )
     stack = LocalStack(config)
@@ -363,6 +364,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  Cognito/STS     {stack.identity_url}")
     print(f"  AWS services    {stack.moto_url} (moto)")
     print(f"  CA file         {stack.ca_file}")
+    print(f"  Web page        {stack.web_url}  (the demo page; docs/WEB.md)")
     print(f"Settings for other shells: source {config.env_file}")
     print("Ctrl-C to stop.", flush=True)
     stopped = threading.Event()

@@ -46,6 +46,7 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
         api_port=0,
         identity_port=0,
         moto_port=0,
+        web_port=0,
         function_log=directory / "functions.log",  # the story on screen, the logs in a file
     )
     failures: list[str] = []

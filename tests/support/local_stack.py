@@ -21,6 +21,7 @@ def stack_config(template: Path = TEMPLATE, **overrides) -> StackConfig:
         api_port=0,
         identity_port=0,
         moto_port=0,
+        web_port=0,
     )
     options.update(overrides)
     return StackConfig(**options)

@@ -69,6 +69,7 @@ from infra.local.iot.broker import BrokerConfig
 from infra.local.iot.gateway import GatewayConfig
 from infra.local.iot.gateway_thread import GatewayThread
 from infra.local.stack.template_model import Resolver, Template, load_template
+from infra.local.web.site import SiteConfig, WebSite
 
 __all__ = ["LocalStack", "StackConfig", "freeze_process_heap"]
 
@@ -100,6 +101,8 @@ class StackConfig:
     api_port: int = 8444
     identity_port: int = 8445
     moto_port: int = 8446
+    web_port: int = 8447
+    """The demo page and the web client's modules (plain HTTP on 127.0.0.1)."""
     parameters: Mapping[str, str] = field(default_factory=dict)
     """Template parameter overrides (e.g. ``RetentionSeconds``)."""
     credential_lifetime_s: float = 3600.0
@@ -150,6 +153,7 @@ class LocalStack:
         self._gateway: GatewayThread | None = None
         self._identity: IdentityServiceThread | None = None
         self._api: ApiGateway | None = None
+        self._site: WebSite | None = None
         self._stopped = threading.Event()
         self._boto: Any = None  # the boto3 session every client() comes from
         self._boto_lock = threading.Lock()
@@ -209,6 +213,7 @@ class LocalStack:
         self._start_api_and_functions(resolver)
         self.outputs = self._resolve_outputs(resolver)
         self._start_pumps()
+        self._start_site()
         threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
         self._write_env_file()  # the calling process's heap is left as it is
 
@@ -242,6 +247,8 @@ class LocalStack:
         self._stopped.set()
         for pump in self.pumps:
             pump.stop()
+        if self._site is not None:
+            self._site.stop()
         if self._api is not None:
             self._api.stop()
         for pool in self.functions.values():
@@ -652,6 +659,33 @@ class LocalStack:
             for pump in by_table.get(data.decode("utf-8", "replace"), ()):
                 pump.wake()
 
+    # ------------------------------------------------------------------ the web site
+    def _start_site(self) -> None:
+        _check_port(self.config.web_port, "the web site")
+        client = data_files.code_root() / "client_sdk" / "web" / "src"
+        self._site = WebSite(
+            SiteConfig(
+                pages=data_files.data_file("web"),
+                client=client if (client / "index.js").is_file() else None,
+                settings=self.page_settings,
+                port=self.config.web_port,
+            )
+        ).start()
+        self.web_url = self._site.url
+
+    def page_settings(self) -> dict[str, Any]:
+        """What a web page needs to sign in and write (the site's ``/config.json``)."""
+        return {
+            "apiUrl": self.api_url,
+            "cognitoEndpoint": self.identity_url,
+            "region": self.config.region,
+            "dynamodbEndpoint": self.moto_url,
+            "tables": {
+                logical.removesuffix("Table").lower(): name
+                for logical, name in sorted(self.tables.items())
+            },
+        }
+
     # ------------------------------------------------------------------ outputs
     def _resolve_outputs(self, resolver: Resolver) -> dict[str, str]:
         """The template's ``Outputs`` as CloudFormation reports them for a deployed stack,
@@ -675,6 +709,7 @@ class LocalStack:
             "TIDINGS_IOT_PORT": str(self.iot_port),
             "TIDINGS_CA_FILE": self.ca_file,
             "TIDINGS_STAGE": self.config.stage,
+            "TIDINGS_WEB_URL": self.web_url,
         }
         for logical, name in sorted(self.tables.items()):
             values[f"TIDINGS_TABLE_{logical.upper()}"] = name
