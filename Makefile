@@ -10,8 +10,14 @@ NPM ?= npm
 WEB := client_sdk/web
 WEB_STAMP := $(WEB)/node_modules/.installed
 NEED_NPM = @command -v $(NPM) >/dev/null 2>&1 && node -e 'process.exit(+process.versions.node.split(".")[0] < 20 ? 1 : 0)' 2>/dev/null || { echo "make: the web client (client_sdk/web) needs Node 20 or later and npm" >&2; exit 1; }
+# The browser tests drive Debian's Chromium with Playwright's Python package (never a browser
+# of Playwright's own download): installed with apt when missing, as root or through sudo.
+# Only `make test` needs it.
+CHROMIUM := /usr/bin/chromium
+# bench/web_client.py: the bundler and AWS Amplify, to compare the web client's size with.
+BENCH_WEB := bench/web
 
-.PHONY: demo test check acceptance lint typecheck js-test bench wheels clean
+.PHONY: demo test check acceptance lint typecheck js-test chromium bench wheels clean
 
 # Both distributions (tidings-client from clients/python, tidings from here) editable with
 # every extra, and the tools, at the exact versions of constraints.txt.
@@ -26,6 +32,16 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/package.json
 	$(NEED_NPM)
 	cd $(WEB) && $(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $(WEB_STAMP)
+
+# A file target: nothing to do once the package is installed.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "make: the browser tests need Chromium at $(CHROMIUM): install Debian's chromium package" >&2; exit 1; }
+	@if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else echo "make: the browser tests need Debian's chromium package: run as root, or install it with 'apt-get install --no-install-recommends chromium'" >&2; exit 1; fi; \
+	set -x; $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	@test -x $(CHROMIUM) || { echo "make: the chromium package did not install $(CHROMIUM)" >&2; exit 1; }
+
+chromium: $(CHROMIUM)
 
 demo: $(STAMP)
 	$(VENV)/bin/tidings demo
@@ -50,7 +66,7 @@ js-test: $(WEB_STAMP)
 # servers are shared as written). PYTEST_WORKERS=0 runs it in this process.
 PYTEST_WORKERS ?= 2
 
-test: $(STAMP) lint typecheck js-test
+test: $(STAMP) $(CHROMIUM) lint typecheck js-test
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The quick loop: unit and functional tests only, the fuzzers with a fifth of their examples.
@@ -70,6 +86,7 @@ bench: $(STAMP)
 	$(PY) bench/client.py
 	$(PY) bench/micro.py
 	$(PY) bench/startup.py
+	$(PY) bench/web_client.py
 
 # The two wheels, in dist/: tidings-client (clients/python) and tidings. Earlier build output
 # goes first: setuptools would pack a module left in build/ that the sources no longer have.
@@ -79,4 +96,4 @@ wheels:
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache dist build clients/python/build \
-		$(WEB)/node_modules $(WEB)/types
+		$(WEB)/node_modules $(WEB)/types $(BENCH_WEB)/node_modules

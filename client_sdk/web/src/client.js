@@ -337,8 +337,23 @@ export class Tidings {
     this._flushTimer = undefined;
     /** @private @type {Array<() => void>} */
     this._unlisten = [];
-    /** Counters: pushed, filled, duplicates, reconnects, polls, renewals, holds. */
-    this.stats = { pushed: 0, filled: 0, duplicates: 0, reconnects: 0, polls: 0, renewals: 0, holds: 0 };
+    /** @private */
+    this._stats = { pushed: 0, filled: 0, duplicates: 0, reconnects: 0, polls: 0, renewals: 0, holds: 0 };
+  }
+
+  /**
+   * A snapshot of the counters: changes `pushed`, `filled` from the API and `duplicates`
+   * dropped; `reconnects`, `polls`, connection `renewals`, `holds` for a slow consumer;
+   * `logins` and credential `refreshes`; `apiCalls`.
+   */
+  get stats() {
+    const credentials = this._credentials;
+    return {
+      ...this._stats,
+      logins: credentials.logins,
+      refreshes: credentials.refreshes,
+      apiCalls: this._api?.calls ?? 0,
+    };
   }
 
   /** The current connection state. @returns {ConnectionState} */
@@ -805,7 +820,7 @@ export class Tidings {
     const limit = this._o.maxBufferedChanges;
     if (backlog >= limit && !channel.held) {
       channel.held = true;
-      this.stats.holds += 1;
+      this._stats.holds += 1;
       channel.delivery.whenBelow = {
         below: Math.floor(limit / 2),
         then: () =>
@@ -860,7 +875,7 @@ export class Tidings {
       console.warn(`tidings: ignoring a malformed message on ${topic}`);
       return;
     }
-    this.stats.pushed += 1;
+    this._stats.pushed += 1;
     if (channel.held) return; // the change log keeps it: read once the consumer caught up
     if (!channel.ready) {
       channel.early.push(change);
@@ -868,7 +883,7 @@ export class Tidings {
     }
     const before = channel.order.cursor;
     const actions = channel.order.onPush(change);
-    if (actions.length === 0 && channel.order.cursor === before) this.stats.duplicates += 1;
+    if (actions.length === 0 && channel.order.cursor === before) this._stats.duplicates += 1;
     this._run(channel, actions);
   }
 
@@ -887,7 +902,7 @@ export class Tidings {
     const api = /** @type {ChannelsApi} */ (this._api);
     const polling = this._link === "poll";
     const waitS = polling && Date.now() >= channel.longPollAt ? this._o.pollWaitS : 0;
-    if (polling) this.stats.polls += 1;
+    if (polling) this._stats.polls += 1;
     channel.longPolling = waitS > 0;
     api
       .changes(channel.name, after, { limit: this._o.fillLimit, waitS, epoch: channel.order.epoch })
@@ -943,7 +958,7 @@ export class Tidings {
       channel.fillFailures = 0;
       if (this._link === "poll") this._pollOk = true;
       const changes = page.changes ?? [];
-      this.stats.filled += changes.length;
+      this._stats.filled += changes.length;
       this._run(channel, order.onFill(changes, Number(page.head), Number(page.epoch), Boolean(page.more)));
     }
     if (!order.filling) channel.catchingUp = false;
@@ -1018,7 +1033,7 @@ export class Tidings {
   _onConnected(conn) {
     this._failures = 0;
     this._downSince = null;
-    if (this._upOnce && this._link !== "push") this.stats.reconnects += 1;
+    if (this._upOnce && this._link !== "push") this._stats.reconnects += 1;
     this._link = "push";
     this._connectedAt = Date.now();
     const channels = [...this._channels.values()];
@@ -1120,7 +1135,7 @@ export class Tidings {
     }
     if (link === "push" && this._retiring.length === 0 && now - this._connectedAt >= this._o.maxConnectionAgeMs) {
       this._connectedAt = now;
-      this.stats.renewals += 1;
+      this._stats.renewals += 1;
       void this._openPush(); // the new connection takes over; the old one closes after
     }
   }

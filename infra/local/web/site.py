@@ -76,10 +76,10 @@ class _Handler(RefusingRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         config = self.server.site
         path = self.path.split("?", 1)[0]
         if path == "/config.json":
