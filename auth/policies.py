@@ -23,6 +23,11 @@ Actions: ``iot:Connect`` on ``client/<identityId>`` and ``client/<identityId>-*`
 ``iot:Subscribe`` on ``topicfilter/…`` and ``iot:Receive`` on ``topic/…`` for readable
 channels. Clients never publish (the backend does), so no ``iot:Publish`` is granted. No
 statement uses a ``*`` action, and every resource names its region, account and prefix.
+
+A route with ``writers: owner:<attr>`` (``<attr>`` being its table's partition key) also gets
+one role statement: the item actions of :data:`WRITE_ACTIONS` on the table, under
+``ForAllValues:StringEquals`` ``dynamodb:LeadingKeys`` = ``${cognito-identity.amazonaws.com:sub}``,
+so a page writes its identity's own partition with the identity's own credentials.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +44,27 @@ from backend.routes import Route
 
 __all__ = [
     "SUB_VARIABLE",
+    "WRITE_ACTIONS",
     "PolicyScope",
     "iot_policies",
     "readable_channels",
     "role_policy",
+    "write_statement",
 ]
 
 SUB_VARIABLE = "${cognito-identity.amazonaws.com:sub}"
+LEADING_KEYS = "dynamodb:LeadingKeys"
+WRITE_ACTIONS = (
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)
+"""What ``writers: owner:<attr>`` allows on its table: AWS's own example of item-level access
+by Cognito identity (IAM User Guide, "Amazon DynamoDB: Allows item-level access to DynamoDB
+based on an Amazon Cognito ID"). Query is there so a page can list its own items (a Query
+names one partition, so LeadingKeys limits it as it limits the item actions)."""
 VERSION = "2012-10-17"
 READ_ACTIONS = (("iot:Subscribe", "topicfilter"), ("iot:Receive", "topic"))
 _PLACEHOLDER = re.compile(r"\A\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
@@ -142,12 +161,18 @@ def _connect_statement(scope: PolicyScope) -> dict[str, Any]:
 
 
 def role_policy(
-    routes: Sequence[Route], scope: PolicyScope, api_arn: str | None = None
+    routes: Sequence[Route],
+    scope: PolicyScope,
+    api_arn: str | None = None,
+    table_arns: Mapping[str, str] | None = None,
 ) -> Document:
     """The IAM policy of the identity pool's authenticated role.
 
     With ``api_arn`` (``arn:aws:execute-api:<region>:<account>:<api id>``) it also allows
     ``GET /v1/channels/*`` on that API; the API itself checks :func:`~backend.access.may_read`.
+    With ``table_arns`` (table logical id → table ARN) it also allows each route's
+    ``writers`` (:func:`write_statement`); a route with writers whose table has no ARN there
+    raises ``KeyError``.
     """
     patterns = [_pattern(t, r, None) for r in routes for t in r.channels]
     statements = [_connect_statement(scope), *_read_statements(scope, patterns)]
@@ -159,7 +184,28 @@ def role_policy(
                 "Resource": f"{api_arn}/*/GET/v1/channels/*",
             }
         )
+    if table_arns is not None:
+        statements.extend(
+            write_statement(table_arns[route.table]) for route in routes if route.writers
+        )
     return {"Version": VERSION, "Statement": statements}
+
+
+def write_statement(table_arn: str) -> dict[str, Any]:
+    """Allow the item actions of :data:`WRITE_ACTIONS` on one table, limited to the items
+    whose partition key is the caller's identity id (``dynamodb:LeadingKeys``).
+
+    ``ForAllValues`` holds when every partition key the request touches is the identity's;
+    a request that names no partition key (Scan) would pass it vacuously, which is why Scan
+    is never granted. Transactions need these same actions per item, each item checked on its
+    own key; the batch actions (``BatchWriteItem``, ``BatchGetItem``) are not granted.
+    """
+    return {
+        "Effect": "Allow",
+        "Action": list(WRITE_ACTIONS),
+        "Resource": table_arn,
+        "Condition": {"ForAllValues:StringEquals": {LEADING_KEYS: [SUB_VARIABLE]}},
+    }
 
 
 def identity_iot_policy(routes: Sequence[Route], scope: PolicyScope) -> Document:

@@ -1,4 +1,5 @@
-"""Declarative routes: which table's changes go to which channels, and who may read them.
+"""Declarative routes: which table's changes go to which channels, who may read them, and
+who may write the table directly.
 
 The same route list drives the publisher (record → channels), the channels API's
 authorisation, and the IAM/IoT policy documents derived in ``auth/``. The file format is YAML
@@ -22,6 +23,8 @@ __all__ = [
     "Readers",
     "Route",
     "RouteError",
+    "Writers",
+    "check_partition_keys",
     "load_routes",
     "parse_routes",
 ]
@@ -52,6 +55,22 @@ class Readers:
 
 
 @dataclass(frozen=True)
+class Writers:
+    """Who may write a route's table directly (DynamoDB, with its own credentials).
+
+    ``owner:<attribute>``: an identity may put, update, delete and read the items whose
+    ``attribute`` (the table's partition key) equals its identity id; the role's policy says
+    so with ``dynamodb:LeadingKeys`` (``auth.policies``).
+    """
+
+    kind: str  # "owner"
+    attribute: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.attribute}"
+
+
+@dataclass(frozen=True)
 class Route:
     """One table → channels rule."""
 
@@ -61,6 +80,7 @@ class Route:
     old_image: bool
     readers: Readers
     line: int = 0
+    writers: Writers | None = None  # None = no direct writes
 
     def placeholders(self) -> set[str]:
         """Attribute names the channel templates need."""
@@ -172,7 +192,7 @@ def _parse_route(entry: Any, source: str) -> Route:
         raise RouteError(f"{source}: each route must be a mapping")
     line = int(entry.pop("__line__", 0))
     where = f"{source}:{line}"
-    known = {"table", "channels", "attributes", "old_image", "readers"}
+    known = {"table", "channels", "attributes", "old_image", "readers", "writers"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise RouteError(
@@ -203,7 +223,8 @@ def _parse_route(entry: Any, source: str) -> Route:
     if not isinstance(old_image, bool):
         raise RouteError(f"{where}: 'old_image' must be true or false")
     readers = _parse_readers(entry.get("readers"), channels, where)
-    return Route(table, tuple(channels), attrs, old_image, readers, line)
+    writers = _parse_writers(entry["writers"], channels, where) if "writers" in entry else None
+    return Route(table, tuple(channels), attrs, old_image, readers, line, writers)
 
 
 def _check_template(template: Any, where: str) -> None:
@@ -239,3 +260,52 @@ def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
     raise RouteError(
         f"{where}: 'readers' must be 'public', 'owner:<placeholder>' or 'tenant:<placeholder>'"
     )
+
+
+_ATTRIBUTE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _parse_writers(value: Any, channels: Sequence[str], where: str) -> Writers:
+    kind, _, attribute = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if kind != "owner" or not _ATTRIBUTE.match(attribute):
+        raise RouteError(
+            f"{where}: 'writers' must be 'owner:<placeholder>' (the identity may write the "
+            f"items whose partition key, that placeholder's attribute, is its identity id), "
+            f"not {value!r}"
+        )
+    for template in channels:
+        if f"{{{attribute}}}" not in template.split("/"):
+            raise RouteError(
+                f"{where}: writers {value!r} names {{{attribute}}}, "
+                f"which channel {template!r} does not contain"
+            )
+    return Writers(kind, attribute)
+
+
+def check_partition_keys(
+    routes: Sequence[Route], partition_keys: Mapping[str, str], source: str = "routes"
+) -> None:
+    """Check every route's ``writers`` against the tables' partition keys.
+
+    ``partition_keys`` maps a table's logical id to its HASH key attribute (from the
+    template's ``KeySchema``). ``writers: owner:<attr>`` is enforced by IAM on the partition
+    key only (``dynamodb:LeadingKeys``), so ``attr`` must be that key: otherwise the policy
+    would let an identity write items whose ``attr`` names someone else. Raises
+    :class:`RouteError` naming the line.
+    """
+    for route in routes:
+        if route.writers is None:
+            continue
+        where = f"{source}:{route.line}"
+        key = partition_keys.get(route.table)
+        if key is None:
+            raise RouteError(
+                f"{where}: writers {str(route.writers)!r} on table {route.table!r}, which the "
+                "template does not declare as a DynamoDB table"
+            )
+        if route.writers.attribute != key:
+            raise RouteError(
+                f"{where}: writers {str(route.writers)!r} names {route.writers.attribute!r}, "
+                f"but the partition (HASH) key of {route.table} is {key!r}; IAM can only limit "
+                "writes by the partition key (dynamodb:LeadingKeys)"
+            )

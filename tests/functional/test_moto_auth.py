@@ -266,3 +266,100 @@ def test_without_iam_the_moto_process_checks_nothing() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_moto_process_evaluates_dynamodb_leading_keys(enforcing_moto) -> None:
+    """A policy limited by ``dynamodb:LeadingKeys`` to the caller's own partition, with the
+    batch actions and Scan granted too: batches are checked on every item's partition, a
+    Query on an index by the index's partition key, and a Scan (no partition named) passes
+    ``ForAllValues`` vacuously, as on AWS."""
+    process, port = enforcing_moto
+    admin = mint_temporary_credential(
+        "admin",
+        [[{"Version": "2012-10-17",
+           "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]],
+    )  # fmt: skip
+    table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/notes"
+    own_partition = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:PutItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:Query",
+                    "dynamodb:Scan",
+                ],
+                "Resource": [table_arn, f"{table_arn}/index/*"],
+                "Condition": {
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": ["${cognito-identity.amazonaws.com:sub}"]
+                    }
+                },
+            }
+        ],
+    }
+    alice = mint_temporary_credential(
+        "alice", [[own_partition]], variables={"cognito-identity.amazonaws.com:sub": "alice"}
+    )
+    assert send(process, {"put": credential_to_dict(admin)}) == "ACK 1"
+    assert send(process, {"put": credential_to_dict(alice)}) == "ACK 2"
+    dynamodb(port, admin).create_table(
+        TableName="notes",
+        KeySchema=[
+            {"AttributeName": "owner", "KeyType": "HASH"},
+            {"AttributeName": "id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "owner", "AttributeType": "S"},
+            {"AttributeName": "id", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byId",
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client = dynamodb(port, alice)
+
+    def note(owner: str, item_id: str) -> dict[str, Any]:
+        return {"owner": {"S": owner}, "id": {"S": item_id}}
+
+    def refused(call: Any, **params: Any) -> str:
+        with pytest.raises(ClientError) as caught:
+            call(**params)
+        return str(caught.value.response["Error"]["Code"])
+
+    client.put_item(TableName="notes", Item=note("alice", "1"))
+    assert refused(client.put_item, TableName="notes", Item=note("bob", "1")) == (
+        "AccessDeniedException"
+    )
+    client.batch_write_item(
+        RequestItems={"notes": [{"PutRequest": {"Item": note("alice", str(i))}} for i in (2, 3)]}
+    )
+    mixed = [{"PutRequest": {"Item": note(o, "9")}} for o in ("alice", "bob")]
+    assert refused(client.batch_write_item, RequestItems={"notes": mixed}) == (
+        "AccessDeniedException"
+    )
+    assert "Item" not in dynamodb(port, admin).get_item(TableName="notes", Key=note("alice", "9"))
+    got = client.batch_get_item(RequestItems={"notes": {"Keys": [note("alice", "1")]}})
+    assert len(got["Responses"]["notes"]) == 1
+    keys = [note("alice", "1"), note("bob", "1")]
+    assert refused(client.batch_get_item, RequestItems={"notes": {"Keys": keys}}) == (
+        "AccessDeniedException"
+    )
+    # the index's partition key is the one that leads: "alice" is no id here
+    by_id = {"IndexName": "byId", "KeyConditionExpression": "id = :v"}
+    one, own = {":v": {"S": "1"}}, {":v": {"S": "alice"}}
+    denied = refused(client.query, TableName="notes", ExpressionAttributeValues=one, **by_id)
+    assert denied == "AccessDeniedException"
+    assert client.query(TableName="notes", ExpressionAttributeValues=own, **by_id)["Items"] == []
+    # no partition named: ForAllValues holds, the whole table comes back (hence: never
+    # grant Scan under LeadingKeys)
+    assert len(client.scan(TableName="notes")["Items"]) == 3

@@ -3,8 +3,10 @@
 The template's copy of the derived policy must not drift from the model:
 
 - the identity pool's authenticated role (``AuthenticatedRole``) has exactly one policy, and
-  it equals :func:`auth.policies.role_policy` of the routes (with the API's execute-api ARN),
-  both resolved for the same region, account, stage and API id;
+  it equals :func:`auth.policies.role_policy` of the routes (with the API's execute-api ARN
+  and the tables' ARNs), both resolved for the same region, account, stage and API id;
+- every route's ``writers`` names its table's partition (HASH) key, as the template declares
+  it (:func:`backend.routes.check_partition_keys`);
 - the IoT policies are not in the template (the login creates and attaches them, named
   ``<prefix>-<label>-<hash>``): ``LoginRole`` must allow creating, reading and attaching every
   IoT policy :func:`auth.policies.iot_policies` derives, whatever the tenants.
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from auth.policies import PolicyScope, iot_policies, role_policy
-from backend.routes import load_routes
+from backend.routes import RouteError, check_partition_keys, load_routes, parse_routes
 from infra.local.awsauth.iam_policy import is_allowed
 from infra.local.stack.template_model import Resolver, Template, load_template
 
@@ -32,13 +34,19 @@ SCOPES = [
 IDS = [f"{scope.region}-{scope.stage}" for scope, _ in SCOPES]
 
 
+def table_arns(scope: PolicyScope) -> dict[str, str]:
+    """Each table's ARN (logical id → ARN) as a stack deployed with ``scope`` would have it."""
+    arn = f"arn:aws:dynamodb:{scope.region}:{scope.account_id}:table"
+    tables = load_template(TEMPLATE).tables()
+    return {logical: f"{arn}/{scope.stage}-{logical.lower()}" for logical in tables}
+
+
 def resolver(scope: PolicyScope, api_id: str) -> Resolver:
     """The template's references as a stack deployed with ``scope`` would resolve them."""
-    arn = f"arn:aws:dynamodb:{scope.region}:{scope.account_id}:table"
     return Resolver(
         parameters={"Stage": scope.stage},
         physical_ids={"Api": api_id, "IdentityPool": f"{scope.region}:pool"},
-        attributes={("UsersTable", "Arn"): f"{arn}/users"},
+        attributes={(logical, "Arn"): arn for logical, arn in table_arns(scope).items()},
         pseudo={
             "AWS::Region": scope.region,
             "AWS::AccountId": scope.account_id,
@@ -52,7 +60,7 @@ def identity_role_drift(template: Template, scope: PolicyScope, api_id: str) -> 
     """What differs between the authenticated role's policies and the derived one ([] if none)."""
     documents = resolver(scope, api_id)(template.role_policies("AuthenticatedRole"))
     api_arn = f"arn:aws:execute-api:{scope.region}:{scope.account_id}:{api_id}"
-    derived = role_policy(ROUTES, scope, api_arn)
+    derived = role_policy(ROUTES, scope, api_arn, table_arns(scope))
     if documents == [derived]:
         return []
     return [documents, derived]
@@ -77,8 +85,29 @@ def test_the_authenticated_role_policy_is_the_one_derived_from_the_routes(
         ),
         lambda t: t.replace("              - Effect: Deny\n", "              - Effect: Allow\n", 1),
         lambda t: t.replace("topicfilter/tidings/${Stage}/", "topicfilter/tidings/dev/", 1),
+        # the writers' statement: on another table, without its partition condition, or
+        # allowing Scan too
+        lambda t: t.replace(
+            "                Resource: !GetAtt TodosTable.Arn\n                Condition:",
+            "                Resource: !GetAtt BoardsTable.Arn\n                Condition:",
+            1,
+        ),
+        lambda t: t.replace('"ForAllValues:StringEquals":', '"ForAnyValue:StringEquals":', 1),
+        lambda t: t.replace(
+            "                  - dynamodb:Query\n                  - dynamodb:UpdateItem\n",
+            "                  - dynamodb:Query\n                  - dynamodb:Scan\n"
+            "                  - dynamodb:UpdateItem\n",
+            1,
+        ),
     ],
-    ids=["channel-removed", "deny-dropped", "stage-hard-coded"],
+    ids=[
+        "channel-removed",
+        "deny-dropped",
+        "stage-hard-coded",
+        "writes-on-another-table",
+        "writes-any-partition",
+        "writes-with-scan",
+    ],
 )
 def test_a_drifted_template_is_caught(edit: Any, tmp_path: Path) -> None:
     text = TEMPLATE.read_text(encoding="utf-8")
@@ -105,3 +134,44 @@ def test_the_login_role_may_manage_every_iot_policy_the_routes_derive(
     # and nothing beyond this stage's policies
     other = f"{scope.arn}:policy/tidings-{scope.stage}x-identity-0"
     assert not is_allowed([documents], "iot:AttachPolicy", other, {})
+
+
+def partition_keys() -> dict[str, str]:
+    """Each table's HASH key, from the template's KeySchema."""
+    out = {}
+    for logical, props in load_template(TEMPLATE).tables().items():
+        for element in props["KeySchema"]:
+            if element["KeyType"] == "HASH":
+                out[logical] = element["AttributeName"]
+    return out
+
+
+def test_every_routes_writers_name_its_tables_partition_key() -> None:
+    assert any(route.writers for route in ROUTES), "routes.yaml declares writers"
+    check_partition_keys(ROUTES, partition_keys(), "infra/routes.yaml")
+
+
+@pytest.mark.parametrize(
+    ("route", "problem"),
+    [
+        (
+            'table: TodosTable\n    channels: ["users/{owner}/todos/{id}"]\n'
+            '    readers: "owner:owner"\n    writers: "owner:id"',
+            "but the partition (HASH) key of TodosTable is 'owner'",
+        ),
+        (
+            'table: NotesTable\n    channels: ["users/{owner}/notes"]\n'
+            '    readers: "owner:owner"\n    writers: "owner:owner"',
+            "which the template does not declare as a DynamoDB table",
+        ),
+    ],
+    ids=["not-the-hash-key", "unknown-table"],
+)
+def test_writers_that_are_not_the_tables_partition_key_are_refused(
+    route: str, problem: str
+) -> None:
+    routes = parse_routes(f"routes:\n  - {route}\n", "routes.yaml")
+    with pytest.raises(RouteError) as refused:
+        check_partition_keys(routes, partition_keys(), "routes.yaml")
+    assert str(refused.value).startswith("routes.yaml:2: writers ")
+    assert problem in str(refused.value)

@@ -27,7 +27,13 @@ road alike), and that answers each request the way AWS's front door does:
    with :func:`infra.local.awsauth.iam_policy.is_allowed`, the evaluator the gateways use. The
    first one refused is answered with AWS's AccessDenied message ("User: <arn> is not
    authorized to perform: <action> on resource: <arn> because no identity-based policy
-   allows the <action> action").
+   allows the <action> action"). DynamoDB item permissions are evaluated with the condition
+   keys AWS sets for them (``dynamodb:LeadingKeys``, ``dynamodb:Select``,
+   ``dynamodb:ReturnValues``: :mod:`infra.local.motohost.dynamodb_conditions`), and the
+   credential's policy variables (``${cognito-identity.amazonaws.com:sub}``).
+
+DynamoDB answers browsers (CORS, :mod:`infra.local.motohost.dynamodb_cors`): its preflights
+are answered here without a signature, and its answers (refusals too) name the origin.
 
 Refusals take the shape of the service's protocol, so that botocore raises the
 ``ClientError`` code AWS would give (see :func:`refusal`): the JSON protocol (DynamoDB,
@@ -38,10 +44,11 @@ answers 403 ``<ErrorResponse>`` XML; REST-JSON (IoT, Lambda) 403 with ``x-amzn-E
 S3 ``<Error>`` XML with S3's own codes (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``,
 ``AccessDenied``...).
 
-Decisions are cached per (access key, action, resource) until the store changes; the SigV4
-signing key is cached per (secret, date, region, service) in :mod:`infra.local.awsauth.sigv4`, as
-the SDKs do. moto's own endpoints (``/moto-api``, instance metadata) are not AWS APIs: they
-need a signature whose policies allow ``moto:<path>`` (the developer's ``*`` does).
+Decisions are cached per (access key, action, resource, condition keys) until the store
+changes; the SigV4 signing key is cached per (secret, date, region, service) in
+:mod:`infra.local.awsauth.sigv4`, as the SDKs do. moto's own endpoints (``/moto-api``,
+instance metadata) are not AWS APIs: they need a signature whose policies allow
+``moto:<path>`` (the developer's ``*`` does).
 """
 
 from __future__ import annotations
@@ -61,6 +68,12 @@ from xml.sax.saxutils import escape
 from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
 from infra.local.awsauth.iam_policy import Decision, evaluate
 from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header, verify_presigned
+from infra.local.motohost.dynamodb_conditions import (
+    KeySchemas,
+    batch_condition_keys,
+    condition_keys,
+)
+from infra.local.motohost.dynamodb_cors import preflight, response_headers
 
 __all__ = [
     "PARSED_JSON",
@@ -114,10 +127,20 @@ class ServiceInfo:
 
 @dataclass(frozen=True)
 class Permission:
-    """One IAM action on one resource that a request needs."""
+    """One IAM action on one resource that a request needs, with the request's condition
+    keys for that action (``dynamodb:LeadingKeys``...; see
+    :mod:`~infra.local.motohost.dynamodb_conditions`)."""
 
     action: str
     resource: str
+    context: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+def _with_context(permission: Permission, context: Mapping[str, Sequence[str]]) -> Permission:
+    if not context:
+        return permission
+    frozen = tuple(sorted((key, tuple(values)) for key, values in context.items()))
+    return Permission(permission.action, permission.resource, frozen)
 
 
 _services: dict[str, ServiceInfo] = {}
@@ -202,17 +225,20 @@ class MotoAuth:
         account_id: str,
         dispatcher: Any = None,
         max_skew_s: float = MAX_SKEW_S,
+        key_schemas: KeySchemas | None = None,
     ) -> None:
         """``dispatcher`` is moto's ``DomainDispatcherApplication`` (its inference decides
         the service of requests that carry no known ``X-Amz-Target``); ``credentials`` the
-        keys the stack issued, with their policies."""
+        keys the stack issued, with their policies; ``key_schemas`` the tables' key schemas
+        (for DynamoDB's condition keys; without it those keys are absent)."""
         self.app = app
         self.credentials = credentials
         self.region = region
         self.account_id = account_id
         self.dispatcher = dispatcher
         self.max_skew_s = max_skew_s
-        self._decisions: dict[tuple[str, str, str], str | None] = {}
+        self.key_schemas = key_schemas
+        self._decisions: dict[Any, str | None] = {}
         credentials.add_listener(self._forget)
 
     def _forget(self, _key: str, _credential: StoredCredential | None) -> None:
@@ -221,17 +247,33 @@ class MotoAuth:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        """Pass an allowed request on to the app; answer any other as AWS would."""
-        stream = environ.get("wsgi.input")
-        if isinstance(stream, io.BytesIO):
-            body = stream.getvalue()
-        else:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = stream.read(length) if (stream is not None and length > 0) else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-        answer = self.check(environ, body)
+        """Pass an allowed request on to the app; answer any other as AWS would.
+
+        A CORS preflight for a JSON-protocol call (DynamoDB's) is answered here, unsigned, and
+        DynamoDB's answers to a request with an ``Origin`` carry the CORS headers
+        (:mod:`.dynamodb_cors`)."""
+        answer = preflight(environ)
         if answer is None:
-            return self.app(environ, start_response)
+            stream = environ.get("wsgi.input")
+            if isinstance(stream, io.BytesIO):
+                body = stream.getvalue()
+            else:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = stream.read(length) if (stream is not None and length > 0) else b""
+                environ["wsgi.input"] = io.BytesIO(body)
+            answer = self.check(environ, body)
+            cors = response_headers(environ)
+            if answer is None:
+                if not cors:
+                    return self.app(environ, start_response)
+
+                def start_with_cors(status: str, headers: list[Any], *args: Any) -> Any:
+                    # moto's own road adds flask-cors headers of its own: ours replace them
+                    kept = [h for h in headers if not h[0].lower().startswith("access-control-")]
+                    return start_response(status, [*kept, *cors], *args)
+
+                return self.app(environ, start_with_cors)
+            answer[1].extend(cors)
         status, headers, content = answer
         headers.append(("Content-Length", str(len(content))))
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
@@ -247,7 +289,13 @@ class MotoAuth:
             return _plain(400, "bad_request", "The request names no AWS service this serves.")
         try:
             credential = self._verify(request, service)
-            needed = permissions(service, request, region=self.region, account_id=self.account_id)
+            needed = permissions(
+                service,
+                request,
+                region=self.region,
+                account_id=self.account_id,
+                key_schemas=self.key_schemas,
+            )
             for permission in needed:
                 self._authorize(credential, permission)
         except Refusal as refused:
@@ -315,7 +363,7 @@ class MotoAuth:
         return verified.credential
 
     def _authorize(self, credential: StoredCredential, permission: Permission) -> None:
-        key = (credential.access_key_id, permission.action, permission.resource)
+        key = (credential.access_key_id, permission.action, permission.resource, permission.context)
         decisions = self._decisions
         if key in decisions:
             reason = decisions[key]
@@ -338,8 +386,11 @@ def _denial_reason(credential: StoredCredential, permission: Permission) -> str 
     sets = credential.policy_sets
     if not sets:
         return f"because no identity-based policy allows the {permission.action} action"
+    context = {key: list(values) for key, values in permission.context}
     for index, documents in enumerate(sets):
-        decision = evaluate(documents, permission.action, permission.resource, credential.variables)
+        decision = evaluate(
+            documents, permission.action, permission.resource, credential.variables, context
+        )
         kind = "identity-based" if index == 0 else "session"
         if decision is Decision.EXPLICIT_DENY:
             return f"with an explicit deny in an {kind} policy"
@@ -381,15 +432,26 @@ def _headers_from_environ(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def permissions(
-    service: ServiceInfo, request: Any, *, region: str, account_id: str
+    service: ServiceInfo,
+    request: Any,
+    *,
+    region: str,
+    account_id: str,
+    key_schemas: KeySchemas | None = None,
 ) -> list[Permission]:
-    """The IAM permissions ``request`` needs (every one must be allowed)."""
+    """The IAM permissions ``request`` needs (every one must be allowed).
+
+    A DynamoDB permission carries the request's DynamoDB condition keys for it
+    (:mod:`~infra.local.motohost.dynamodb_conditions`); ``dynamodb:LeadingKeys`` needs the
+    tables' key schemas from ``key_schemas`` (without it, the key is absent)."""
     arns = _Arns(region, account_id)
     if service.protocol == "moto":
         return [Permission(f"moto:{request.path.strip('/') or 'index'}", "*")]
     operation, params = _operation(service, request)
     if operation is None:
         return [Permission(f"{service.signing_name}:*", "*")]
+    if service.name == "dynamodb":
+        return _dynamodb(operation, params, arns, key_schemas or _no_keys)
     mapper = _MAPPERS.get(service.name)
     if mapper is not None:
         return mapper(operation, params, arns)
@@ -525,8 +587,15 @@ def _partiql(statement: str) -> tuple[str, str | None]:
     return verb.capitalize(), name
 
 
-def _dynamodb(operation: str, params: dict[str, Any], arns: _Arns) -> list[Permission]:
-    """DynamoDB: the table (or index) each part of the call touches."""
+def _no_keys(_table: str, _index: str | None) -> None:
+    return None
+
+
+def _dynamodb(
+    operation: str, params: dict[str, Any], arns: _Arns, key_schemas: KeySchemas = _no_keys
+) -> list[Permission]:
+    """DynamoDB: the table (or index) each part of the call touches, with the part's
+    condition keys when ``key_schemas`` knows the table."""
 
     def table(name: Any) -> str:
         return arns.dynamodb_table(name)
@@ -536,13 +605,20 @@ def _dynamodb(operation: str, params: dict[str, Any], arns: _Arns) -> list[Permi
         for item in params.get("TransactItems") or []:
             for kind, action in _TRANSACT_WRITE.items():
                 if isinstance(item, dict) and isinstance(item.get(kind), dict):
+                    part = item[kind]
                     needed.append(
-                        Permission(f"dynamodb:{action}", table(item[kind].get("TableName")))
+                        _with_context(
+                            Permission(f"dynamodb:{action}", table(part.get("TableName"))),
+                            condition_keys(kind, part, key_schemas),
+                        )
                     )
         return needed or [Permission("dynamodb:TransactWriteItems", "*")]
     if operation == "TransactGetItems":
         needed = [
-            Permission("dynamodb:GetItem", table(item["Get"].get("TableName")))
+            _with_context(
+                Permission("dynamodb:GetItem", table(item["Get"].get("TableName"))),
+                condition_keys("Get", item["Get"], key_schemas),
+            )
             for item in params.get("TransactItems") or []
             if isinstance(item, dict) and isinstance(item.get("Get"), dict)
         ]
@@ -550,9 +626,15 @@ def _dynamodb(operation: str, params: dict[str, Any], arns: _Arns) -> list[Permi
     if operation in ("BatchGetItem", "BatchWriteItem"):
         items = params.get("RequestItems")
         tables = list(items) if isinstance(items, dict) else []
-        return [Permission(f"dynamodb:{operation}", table(t)) for t in tables] or [
-            Permission(f"dynamodb:{operation}", "*")
-        ]
+        return [
+            _with_context(
+                Permission(f"dynamodb:{operation}", table(t)),
+                batch_condition_keys(operation, str(t), items[t], key_schemas)
+                if isinstance(items, dict)
+                else {},
+            )
+            for t in tables
+        ] or [Permission(f"dynamodb:{operation}", "*")]
     if operation in ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"):
         statements = (
             [params]
@@ -575,7 +657,9 @@ def _dynamodb(operation: str, params: dict[str, Any], arns: _Arns) -> list[Permi
     resource = table(name)
     if operation in ("Query", "Scan") and params.get("IndexName"):
         resource = f"{resource}/index/{params['IndexName']}"
-    return [Permission(action, resource)]
+    return [
+        _with_context(Permission(action, resource), condition_keys(operation, params, key_schemas))
+    ]
 
 
 def _dynamodb_streams(operation: str, params: dict[str, Any], arns: _Arns) -> list[Permission]:
@@ -824,4 +908,4 @@ def _plain(status: int, code: str, message: str) -> Response:
     return status, [("Content-Type", "application/json")], body
 
 
-_REASONS = {400: "Bad Request", 403: "Forbidden"}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden"}

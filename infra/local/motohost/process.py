@@ -7,7 +7,8 @@ whenever a stream record is added, so the stream pumps read at once.
 
 With ``--iam`` (the local stack always passes it) every request must be SigV4-signed with a
 key the stack issued and be allowed by that key's IAM policies
-(:class:`~infra.local.motohost.auth.MotoAuth`, for the stack's region and account). The keys come
+(:class:`~infra.local.motohost.auth.MotoAuth`, for the stack's region and account, with
+DynamoDB's condition keys from the tables moto holds). The keys come
 over stdin, a pipe only the stack holds, never a file or a port: one JSON line per change,
 ``{"put": {...credential...}}`` (the form :func:`~infra.local.awsauth.credential_store.
 credential_from_dict` reads) or ``{"remove": "<access key id>"}``, each answered on stdout by
@@ -53,6 +54,7 @@ from infra.local.awsauth.credential_store import (
     credential_from_dict,
 )
 from infra.local.motohost.auth import MotoAuth
+from infra.local.motohost.dynamodb_conditions import moto_key_schemas
 from infra.local.motohost.fast_lane import FastLane
 from infra.local.motohost.fixes import MotoVersionError, apply_local_stack_fixes, check_moto_version
 from infra.local.motohost.wsgi_server import WsgiServer
@@ -85,7 +87,12 @@ def main(argv: list[str]) -> int:
         credentials = CredentialStore()
         region, account_id = iam
         app = MotoAuth(
-            app, credentials, region=region, account_id=account_id, dispatcher=dispatcher
+            app,
+            credentials,
+            region=region,
+            account_id=account_id,
+            dispatcher=dispatcher,
+            key_schemas=moto_key_schemas(account_id, region),
         )
     try:
         server = WsgiServer(app, "127.0.0.1", port).start()
