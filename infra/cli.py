@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -214,6 +215,27 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where the stack keeps its files and the functions' log (default: a new "
         "temporary folder)",
     )
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the demo page and keep writing changes for it until Ctrl-C: open the "
+        "printed URL and sign in as alice or bob",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8443,
+        help="with --web: the AWS IoT endpoint's port; the API, sign-in, AWS services and the "
+        "web page take the next four (default 8443: the page at http://127.0.0.1:8447/); 0 "
+        "picks free ports",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --web: stop after this many seconds (default: at Ctrl-C)",
+    )
 
     gateway = _command(
         commands,
@@ -332,14 +354,17 @@ def _run_local(args: argparse.Namespace, run: Any) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from infra.demo import run_demo
+    from infra.demo import run_demo, run_web_demo
 
+    if args.web:
+        stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopped.set())
+        return run_web_demo(args.state_dir, port=args.port, duration_s=args.duration, stop=stopped)
     return run_demo(args.state_dir)
 
 
 def _up(args: argparse.Namespace) -> int:
-    import threading
-
     from infra.local.stack.local_stack import LocalStack, StackConfig, freeze_process_heap
 
     options = {"template": args.template} if args.template else {}

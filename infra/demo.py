@@ -11,6 +11,7 @@ and every refusal happened.
 
 from __future__ import annotations
 
+import functools
 import queue
 import tempfile
 import time
@@ -159,4 +160,106 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
         return 1
     out("Demo OK: every change arrived once, in order; bob was refused alice's channels.")
     out(logs)
+    return 0
+
+
+def _identity_id(stack: Any, name: str, password: str) -> str:
+    """Sign ``name`` in with ``POST /v1/login`` (as a page does); its identity id."""
+    import json
+    import ssl
+    import urllib.request
+
+    request = urllib.request.Request(
+        stack.api_url.rstrip("/") + "/v1/login",
+        data=json.dumps({"method": "password", "username": name, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    context = ssl.create_default_context(cafile=stack.ca_file)
+    with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+        return str(json.load(answer)["identityId"])
+
+
+def run_web_demo(
+    state_dir: Path | None = None,
+    *,
+    port: int = 8443,
+    duration_s: float | None = None,
+    stop: Any = None,
+    out: Any = None,
+) -> int:
+    """``tidings demo --web``: the stack, two users, the demo page, and a change every second.
+
+    The page (``infra/web/``) is served at ``http://127.0.0.1:<port + 4>/`` (free ports when
+    ``port`` is 0). Until ``stop`` (a ``threading.Event``) is set or ``duration_s`` has
+    passed, it writes in turn a score (``public/scores``), a board note for each tenant and a
+    todo for alice, so a signed-in page has something arriving. Returns the exit code.
+    """
+    import itertools
+    import random
+    import threading
+
+    from auth.passwords import hash_password
+    from auth.store import UsersStore
+    from infra.local.stack.local_stack import LocalStack, StackConfig
+
+    if out is None:
+        out = functools.partial(print, flush=True)  # a person, or a test, reads it as it comes
+    directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
+    ports = [0] * 5 if port == 0 else [port + n for n in range(5)]
+    config = StackConfig(
+        state_dir=directory.resolve(),
+        gateway_port=ports[0],
+        api_port=ports[1],
+        identity_port=ports[2],
+        moto_port=ports[3],
+        web_port=ports[4],
+        function_log=directory / "functions.log",
+    )
+    stopped = stop or threading.Event()
+    out("Starting the local stack from infra/template.yaml ...")
+    with LocalStack(config) as stack:
+        users = UsersStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+        for name, (password, tenant) in USERS.items():
+            users.add_user(name, hash_password(password), frozenset({tenant}))
+        alice = _identity_id(stack, "alice", USERS["alice"][0])
+        out(f"Open {stack.web_url} and sign in as:")
+        for name, (password, tenant) in USERS.items():
+            out(f"  {name:5} password {password}  (tenant {tenant})")
+        out("The page trusts the API and the gateway only if the browser trusts the local CA")
+        out(f"  {stack.ca_file}: see docs/WEB.md. Writing a change every second; Ctrl-C stops.")
+        dynamodb = stack.client("dynamodb")
+        rng = random.Random()
+        players = ("ada", "bob", "cy", "dee")
+        writes = itertools.cycle(("score", "board", "todo"))
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        item: dict[str, dict[str, Any]]
+        for n in itertools.count(1):
+            if stopped.wait(1.0) or (deadline is not None and time.monotonic() >= deadline):
+                break
+            kind = next(writes)
+            if kind == "score":
+                player = rng.choice(players)
+                item = {
+                    "game": {"S": "g1"},
+                    "player": {"S": player},
+                    "score": {"N": str(rng.randint(1, 999))},
+                }
+                dynamodb.put_item(TableName=stack.tables["ScoresTable"], Item=item)
+            elif kind == "board":
+                for tenant in ("acme", "globex"):
+                    item = {
+                        "tenant": {"S": tenant},
+                        "id": {"S": f"note{n % 5}"},
+                        "text": {"S": f"{tenant} note {n} at {time.strftime('%H:%M:%S')}"},
+                    }
+                    dynamodb.put_item(TableName=stack.tables["BoardsTable"], Item=item)
+            else:
+                item = {
+                    "owner": {"S": alice},
+                    "id": {"S": f"demo{n % 4}"},
+                    "title": {"S": f"written by the demo at {time.strftime('%H:%M:%S')}"},
+                    "done": {"BOOL": n % 2 == 0},
+                }
+                dynamodb.put_item(TableName=stack.tables["TodosTable"], Item=item)
+        out("stopping ...")
     return 0

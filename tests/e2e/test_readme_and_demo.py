@@ -1,4 +1,5 @@
-"""The README's Python examples run against a local stack, and the demo passes."""
+"""The README's examples run against a local stack (the Python ones as scripts, the web one in
+Chromium on the stack's sandbox page), and the demo passes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from infra.local.stack.local_stack import LocalStack
-from tests.support.local_stack import add_user
+from tests.support.browser import chromium
+from tests.support.local_stack import add_user, login_over_https
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,3 +71,38 @@ def test_demo_exits_zero_and_shows_the_refusals(tmp_path: Path) -> None:
     assert "batch published" in log.read_text(encoding="utf-8")
     assert "batch published" not in result.stdout + result.stderr
     assert '"level":"ERROR"' not in log.read_text(encoding="utf-8")
+
+
+def readme_js_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```js\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_web_example_runs_in_chromium(stack_env: dict[str, str], shared_stack) -> None:
+    [example] = readme_js_blocks()
+    ann = login_over_https(shared_stack, "ann", "ann-secret-2026")["identityId"]
+    dynamodb = shared_stack.client("dynamodb")
+    with chromium(shared_stack.ca_file) as browser:
+        page = browser.new_page()
+        said: list[str] = []
+        page.on("console", lambda message: said.append(message.text))
+        page.on("pageerror", lambda error: said.append(f"pageerror: {error}"))
+        page.goto(shared_stack.web_url + "sandbox.html")  # "@tidings/client" by its import map
+        page.add_script_tag(content=example, type="module")  # the example as written
+        deadline = time.monotonic() + 60
+        n = 0
+        while not any(line.startswith("todo ") for line in said) and time.monotonic() < deadline:
+            if "state: live" in said:  # write until the loop's subscription sees one
+                n += 1
+                dynamodb.put_item(
+                    TableName=shared_stack.tables["TodosTable"],
+                    Item={"owner": {"S": ann}, "id": {"S": f"web{n}"}, "title": {"S": "buy milk"}},
+                )
+            page.wait_for_timeout(1000)  # Playwright hands over console events while it waits
+        while "state: signed_out" not in said and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+    assert [line for line in said if line.startswith("pageerror")] == []
+    assert any(re.fullmatch(r"todo \d+ insert buy milk", line) for line in said), said
+    assert "refused: AccessDenied" in said, said
+    assert any(re.fullmatch(r"scores cursor \d+", line) for line in said), said
+    assert said.index("state: live") < said.index("state: signed_out"), said
