@@ -165,7 +165,7 @@ def _check_channel(channel: str, routes: Sequence[Route], topic_prefix: str) -> 
         if not CHANNEL_SEGMENT.match(segment):
             raise BadRequest(
                 f"channel {channel!r} has an invalid segment {segment!r}; "
-                "segments are 1-128 of letters, digits and _.:@=-"
+                "segments are 1-128 of letters, digits and _.:@=-, not dots alone"
             )
     if len((topic_prefix + channel).encode()) > MAX_TOPIC_BYTES:
         raise BadRequest(f"channel {channel!r} is too long for an AWS IoT topic (256 bytes)")

@@ -29,8 +29,9 @@ __all__ = [
     "parse_routes",
 ]
 
-CHANNEL_SEGMENT = re.compile(r"\A[A-Za-z0-9_.:@=-]{1,128}\Z")
-"""What one channel segment may contain once filled (no '/', '+', '#', '*', '?', '$')."""
+CHANNEL_SEGMENT = re.compile(r"\A(?!\.+\Z)[A-Za-z0-9_.:@=-]{1,128}\Z")
+"""What one channel segment may contain once filled (no '/', '+', '#', '*', '?', '$'), and
+not dots alone: ``.`` and ``..`` mean something else in a URL path."""
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TEMPLATE_SEGMENT = re.compile(r"\A(?:[A-Za-z0-9_.:@=-]+|\{[A-Za-z_][A-Za-z0-9_]*\})\Z")

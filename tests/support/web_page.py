@@ -53,6 +53,25 @@ async ({ channel, after }) => {
 """
 
 
+_TRY_CONNECT = """
+async ({ apiUrl, username, password, options }) => {
+  const { Tidings } = await import("/client/index.js");
+  const started = performance.now();
+  try {
+    const signIn = { method: "password", username, password };
+    const client = await Tidings.connect(apiUrl, signIn, options);
+    await client.close();
+    return { error: null, elapsedMs: performance.now() - started };
+  } catch (error) {
+    return {
+      error: { name: error.name, message: error.message },
+      elapsedMs: performance.now() - started,
+    };
+  }
+}
+"""
+
+
 class WebClient:
     """One signed-in web client in ``page`` (see the module doc)."""
 
@@ -86,6 +105,24 @@ class WebClient:
             )
         )
         return self.identity_id
+
+    def connect_error(
+        self, username: str, password: str, api_url: str | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """``Tidings.connect`` in the page, expected to fail (``window.client`` is left alone):
+        ``{"error": {"name", "message"} or None, "elapsedMs"}``, timed in the page."""
+        settings = {"cognitoEndpoint": self.stack.identity_url, **options}
+        return dict(
+            self.page.evaluate(
+                _TRY_CONNECT,
+                {
+                    "apiUrl": api_url or self.stack.api_url,
+                    "username": username,
+                    "password": password,
+                    "options": settings,
+                },
+            )
+        )
 
     def subscribe(self, channel: str, after: int | None = None) -> dict[str, Any]:
         """Subscribe in the page; ``{"channel", "error"}`` (error: ``{"name", "message"}``)."""

@@ -18,6 +18,7 @@
 import { ChannelsApi } from "./api.js";
 import {
   AccessDenied,
+  BadRequest,
   ClientClosed,
   ConnectTimeout,
   ContinuityBroken,
@@ -116,6 +117,11 @@ const DEFAULTS = {
 };
 
 const TICK_MS = 500;
+/** One channel segment, as the API allows it (backend/routes.py CHANNEL_SEGMENT). */
+const CHANNEL_SEGMENT = /^(?!\.+$)[A-Za-z0-9_.:@=-]{1,128}$/;
+const UTF8 = new TextDecoder();
+/** Pages read ahead while a channel catches up from far behind (beside the one it waits for). */
+const READ_AHEAD_PAGES = 2;
 const PING_TIMEOUT_MS = 3000;
 
 /** @param {number} n @returns {string} */
@@ -207,6 +213,9 @@ function reportError(error) {
  * @property {number} cursor the last seq handed to the application
  * @property {number | null} epoch
  * @property {number} fillFailures
+ * @property {number} head the highest head the API has said
+ * @property {Map<number, { epoch: number | null, page: Promise<import("./api.js").ChangesPage> }>} readAhead
+ *   pages asked for before the ordering needs them, by their `after`
  * @property {number} longPollAt no long-poll before then (ms): the API said so
  * @property {boolean} held
  * @property {boolean} catchingUp
@@ -420,6 +429,7 @@ export class Tidings {
       throw new TypeError("subscribe(channel, onChange): onChange must be a function");
     }
     const name = this._expand(channel);
+    this._checkChannel(channel, name);
     const sink = (/** @type {Item} */ item) => {
       if ("change" in item) return onChange(item.change);
       if (onContinuityLost) return onContinuityLost(name, item.lost);
@@ -440,6 +450,7 @@ export class Tidings {
   changes(channel, options = {}) {
     const client = this;
     const name = this._expand(channel);
+    this._checkChannel(channel, name);
     return {
       [Symbol.asyncIterator]() {
         /** @type {Array<{ item: Item, taken: () => void }>} */
@@ -524,7 +535,29 @@ export class Tidings {
 
   /** @private */
   async _start() {
-    const session = await this._credentials.getSession();
+    const timeoutMs = this._o.connectTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ConnectTimeout(
+              `signing in did not finish within ${timeoutMs} ms; connectTimeoutMs in the ` +
+                "options sets how long to wait",
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    /** @type {import("./session.js").Session} */
+    let session;
+    try {
+      session = await Promise.race([this._credentials.getSession(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
     this._api = new ChannelsApi({
       fetch: this._fetch,
       credentials: this._credentials,
@@ -534,9 +567,8 @@ export class Tidings {
     this._listenToTheBrowser();
     this._ticker = setInterval(() => this._handle(() => this._onTick()), TICK_MS);
     void this._openPush();
-    const timeoutMs = this._o.connectTimeoutMs;
     await new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
       this._wake = () => {
         if (this._upOnce || this._fatal || this._closed) {
           clearTimeout(timer);
@@ -681,6 +713,24 @@ export class Tidings {
     return parts.join("/");
   }
 
+  /**
+   * Refuse a channel name the API would refuse, before any request (a browser would also
+   * resolve `.` and `..` in the URL and read another channel than the one named).
+   * @private @param {string} given @param {string} name
+   */
+  _checkChannel(given, name) {
+    const segments = name.split("/");
+    const bad = segments.find((segment) => !CHANNEL_SEGMENT.test(segment));
+    if (!name || bad !== undefined) {
+      const why = name ? `the segment ${JSON.stringify(bad)} is not allowed` : "it is empty";
+      const named = given === name ? JSON.stringify(given) : `${JSON.stringify(given)} (${name})`;
+      throw new BadRequest(
+        `${named} is not a channel name: ${why}; segments are 1-128 of ` +
+          "letters, digits and _.:@=-, not dots alone (e.g. users/me/todos)",
+      );
+    }
+  }
+
   /** @private @param {string} name */
   _storageKey(name) {
     return `tidings:${this.identityId}:${name}`;
@@ -727,6 +777,8 @@ export class Tidings {
       cursor: 0,
       epoch: null,
       fillFailures: 0,
+      head: 0,
+      readAhead: new Map(),
       longPollAt: 0,
       held: false,
       catchingUp: false,
@@ -750,7 +802,13 @@ export class Tidings {
         try {
           await conn.subscribe(topic); // a refusal surfaces as AWS IoT's SUBACK
         } catch (error) {
-          if (error instanceof AccessDenied) throw error;
+          if (error instanceof AccessDenied) {
+            // AWS IoT does not say why; the API does when the channel does not exist
+            await api.head(name).catch((why) => {
+              if (why instanceof BadRequest) throw why;
+            });
+            throw error;
+          }
           // the connection went while subscribing: the reconnect subscribes again
         }
       }
@@ -765,6 +823,7 @@ export class Tidings {
     state.cursor = start;
     state.epoch = epoch;
     state.catchingUp = start < head.head;
+    state.head = head.head;
     this._handle(() => this._onReady(state, start, epoch));
     return state;
   }
@@ -783,6 +842,7 @@ export class Tidings {
   /** @private @param {ChannelState} state */
   _stopChannel(state) {
     state.closed = true;
+    state.readAhead.clear();
     state.delivery.stopped = true;
     clearTimeout(state.retryTimer);
     clearTimeout(state.gapTimer);
@@ -869,7 +929,7 @@ export class Tidings {
     /** @type {Envelope} */
     let change;
     try {
-      change = JSON.parse(new TextDecoder().decode(payload));
+      change = JSON.parse(UTF8.decode(payload));
       if (!Number.isInteger(change.seq)) throw new TypeError("no seq");
     } catch {
       console.warn(`tidings: ignoring a malformed message on ${topic}`);
@@ -904,12 +964,41 @@ export class Tidings {
     const waitS = polling && Date.now() >= channel.longPollAt ? this._o.pollWaitS : 0;
     if (polling) this._stats.polls += 1;
     channel.longPolling = waitS > 0;
-    api
-      .changes(channel.name, after, { limit: this._o.fillLimit, waitS, epoch: channel.order.epoch })
-      .then(
-        (page) => this._handle(() => this._onFill(channel, page)),
-        (error) => this._handle(() => this._onFill(channel, error)),
-      );
+    const epoch = channel.order.epoch;
+    const early = channel.readAhead.get(after);
+    channel.readAhead.delete(after);
+    let page = waitS === 0 && early?.epoch === epoch ? early.page : undefined;
+    page ??= api.changes(channel.name, after, { limit: this._o.fillLimit, waitS, epoch });
+    if (waitS === 0) this._readAhead(channel, after, epoch);
+    page.then(
+      (answer) => this._handle(() => this._onFill(channel, answer)),
+      (error) => this._handle(() => this._onFill(channel, error)),
+    );
+  }
+
+  /**
+   * A channel far behind its head reads the next pages while it waits for this one: the log is
+   * dense (seq after seq), so where each page starts is known. At most `READ_AHEAD_PAGES` are
+   * out; a page read ahead is used when the ordering asks for exactly its `after`, else
+   * dropped (and a failed one is simply asked for again).
+   * @private @param {ChannelState} channel @param {number} after @param {number | null} epoch
+   */
+  _readAhead(channel, after, epoch) {
+    const api = /** @type {ChannelsApi} */ (this._api);
+    const limit = this._o.fillLimit;
+    for (const [start, early] of channel.readAhead) {
+      const outside = start <= after || start > after + READ_AHEAD_PAGES * limit;
+      if (outside || early.epoch !== epoch) channel.readAhead.delete(start);
+    }
+    for (let n = 1; n <= READ_AHEAD_PAGES; n += 1) {
+      const start = after + n * limit;
+      if (start >= channel.head) return;
+      if (!channel.readAhead.has(start)) {
+        const page = api.changes(channel.name, start, { limit, waitS: 0, epoch });
+        page.catch(() => {}); // used, or dropped, later
+        channel.readAhead.set(start, { epoch, page });
+      }
+    }
   }
 
   /** @private @param {number} failures */
@@ -958,6 +1047,7 @@ export class Tidings {
       channel.fillFailures = 0;
       if (this._link === "poll") this._pollOk = true;
       const changes = page.changes ?? [];
+      channel.head = Math.max(channel.head, Number(page.head));
       this._stats.filled += changes.length;
       this._run(channel, order.onFill(changes, Number(page.head), Number(page.epoch), Boolean(page.more)));
     }

@@ -138,16 +138,20 @@ export async function requestJson(fetchImpl, url, init, timeoutMs) {
  * @param {string} apiUrl
  * @param {Record<string, string>} body
  * @param {number} [timeoutMs]
+ * @param {AbortSignal} [signal] ends the request (the client closed)
  * @returns {Promise<Session>}
  * @throws {SignInFailed} refused; {@link RateLimited} when throttled;
  *   {@link ServiceUnavailable} when unreachable or broken
  */
-export async function login(fetchImpl, apiUrl, body, timeoutMs = 30_000) {
+export async function login(fetchImpl, apiUrl, body, timeoutMs = 30_000, signal = undefined) {
   const url = `${apiUrl.replace(/\/+$/, "")}/v1/login`;
+  /** @type {RequestInit} */
+  const init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  if (signal) init.signal = signal;
   const answer = await requestJson(
     fetchImpl,
     url,
-    { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+    init,
     timeoutMs,
   );
   const { status, body: data } = answer;
@@ -227,7 +231,7 @@ export class CredentialSource {
     }
     const { fetch, apiUrl, signIn, timeoutMs } = this.options;
     try {
-      const fresh = await login(fetch, apiUrl, await loginBody(signIn), timeoutMs);
+      const fresh = await login(fetch, apiUrl, await loginBody(signIn), timeoutMs, this.abort.signal);
       this.refused = null;
       this.session = fresh;
       this.logins += 1;
