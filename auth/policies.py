@@ -1,10 +1,12 @@
-"""From the routes to the policy documents that let a Cognito identity read its channels.
+"""From the routes to the policy documents that let an identity or a thing read its channels.
 
 One source (``backend.routes``), three outputs that must agree (a table-driven test checks
 it): :func:`backend.access.may_read` (the channels API), :func:`role_policy` (the identity
 pool's authenticated role) and the IoT policies of :func:`iot_policies` (attached to each
 identity with ``AttachPolicy(target=identityId)``). Both policy sets must allow an MQTT
-action, so the effective permission is their intersection.
+action, so the effective permission is their intersection. Devices get two more, from the
+``thing:`` routes: :func:`thing_policy` (on their certificates) and :func:`device_role_policy`
+(the role behind their role alias); the template holds both (``ThingPolicy``, ``DeviceRole``).
 
 How each reader kind is expressed (channel template ``a/{x}/b`` under ``tidings/<stage>/``):
 
@@ -13,7 +15,12 @@ How each reader kind is expressed (channel template ``a/{x}/b`` under ``tidings/
 - ``tenant:x`` — the role allows ``a/*/b`` (IAM has no tenant variable for developer
   identities); each tenant ``T`` gets its own IoT policy allowing exactly ``a/T/b``, attached
   only to members of ``T``;
-- ``public``   — the channel itself, in both documents.
+- ``thing:x``  — not in the role nor in the identities' IoT policies: ``{x}`` becomes
+  ``${iot:Connection.Thing.ThingName}`` in the thing policy (:func:`thing_policy`, attached
+  to device certificates) and ``${credentials-iot:ThingName}`` in the policy of the role the
+  AWS IoT credentials provider assumes for a device (:func:`device_role_policy`);
+- ``public``   — the channel itself, in both documents (not in the thing policy: a thing
+  reads its own channels only).
 
 Any other placeholder becomes ``*``. IAM's ``*`` also matches ``/``, so every such pattern
 comes with a ``Deny`` of the patterns where a placeholder would span several segments
@@ -23,6 +30,13 @@ Actions: ``iot:Connect`` on ``client/<identityId>`` and ``client/<identityId>-*`
 ``iot:Subscribe`` on ``topicfilter/…`` and ``iot:Receive`` on ``topic/…`` for readable
 channels. Clients never publish (the backend does), so no ``iot:Publish`` is granted. No
 statement uses a ``*`` action, and every resource names its region, account and prefix.
+
+The thing policy lets a device connect with its thing's name as client id (AWS's recommended
+``client/${iot:Connection.Thing.ThingName}``: the variable resolves only when the client id
+is the name of a thing attached to the certificate), read its ``thing:`` channels and call
+``iot:AssumeRoleWithCertificate`` on the role alias; the role behind the alias allows ``GET``
+on the channels API for those channels only. ``${iot:ClientId}`` is not used: once connected,
+the client id is the thing name, and the thing variable also says the thing is attached.
 
 A route with ``writers: owner:<attr>`` (``<attr>`` being its table's partition key) also gets
 one role statement: the item actions of :data:`WRITE_ACTIONS` on the table, under
@@ -43,16 +57,26 @@ from backend.access import Principal
 from backend.routes import Route
 
 __all__ = [
+    "CREDENTIALS_THING_VARIABLE",
     "SUB_VARIABLE",
+    "THING_VARIABLE",
     "WRITE_ACTIONS",
     "PolicyScope",
+    "device_role_policy",
     "iot_policies",
     "readable_channels",
     "role_policy",
+    "thing_policy",
     "write_statement",
 ]
 
 SUB_VARIABLE = "${cognito-identity.amazonaws.com:sub}"
+THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
+"""The connecting thing's name in an AWS IoT policy (MQTT and MQTT over WebSocket only)."""
+CREDENTIALS_THING_VARIABLE = "${credentials-iot:ThingName}"
+"""The thing's name in the IAM policies of a role the AWS IoT credentials provider assumed
+(set when the device sends ``x-amzn-iot-thingname`` and that thing is attached to its
+certificate)."""
 LEADING_KEYS = "dynamodb:LeadingKeys"
 WRITE_ACTIONS = (
     "dynamodb:DeleteItem",
@@ -97,8 +121,11 @@ class PolicyScope:
         return f"{self.arn}:{kind}/tidings/{self.stage}/{channel_pattern}"
 
 
-def _pattern(template: str, route: Route, tenant: str | None) -> tuple[str, list[str]]:
-    """The IAM pattern of a channel template and the patterns where a ``*`` spans segments."""
+def _pattern(template: str, route: Route, reader_value: str | None) -> tuple[str, list[str]]:
+    """The IAM pattern of a channel template and the patterns where a ``*`` spans segments.
+
+    The readers' placeholder becomes ``reader_value`` (``*`` if None), any other ``*``.
+    """
     segments = template.split("/")
     out: list[str] = []
     wild: list[int] = []
@@ -107,11 +134,8 @@ def _pattern(template: str, route: Route, tenant: str | None) -> tuple[str, list
         if match is None:
             out.append(segment)
             continue
-        name = match.group(1)
-        if route.readers.placeholder == name and route.readers.kind == "owner":
-            out.append(SUB_VARIABLE)
-        elif route.readers.placeholder == name and tenant is not None:
-            out.append(tenant)
+        if route.readers.placeholder == match.group(1) and reader_value is not None:
+            out.append(reader_value)
         else:
             out.append("*")
             wild.append(index)
@@ -152,6 +176,11 @@ def _read_statements(scope: PolicyScope, patterns: Iterable[tuple[str, list[str]
     return statements
 
 
+def _identity_value(route: Route) -> str | None:
+    """What an identity's documents put for the readers' placeholder (None: ``*``)."""
+    return SUB_VARIABLE if route.readers.kind == "owner" else None
+
+
 def _connect_statement(scope: PolicyScope) -> dict[str, Any]:
     return {
         "Effect": "Allow",
@@ -172,9 +201,14 @@ def role_policy(
     ``GET /v1/channels/*`` on that API; the API itself checks :func:`~backend.access.may_read`.
     With ``table_arns`` (table logical id → table ARN) it also allows each route's
     ``writers`` (:func:`write_statement`); a route with writers whose table has no ARN there
-    raises ``KeyError``.
+    raises ``KeyError``. Routes read by things are not in it (:func:`device_role_policy`).
     """
-    patterns = [_pattern(t, r, None) for r in routes for t in r.channels]
+    patterns = [
+        _pattern(t, r, _identity_value(r))
+        for r in routes
+        if r.readers.kind != "thing"
+        for t in r.channels
+    ]
     statements = [_connect_statement(scope), *_read_statements(scope, patterns)]
     if api_arn:
         statements.append(
@@ -211,7 +245,10 @@ def write_statement(table_arn: str) -> dict[str, Any]:
 def identity_iot_policy(routes: Sequence[Route], scope: PolicyScope) -> Document:
     """The IoT policy every identity gets: connect as itself, its own and public channels."""
     patterns = [
-        _pattern(t, r, None) for r in routes if r.readers.kind != "tenant" for t in r.channels
+        _pattern(t, r, _identity_value(r))
+        for r in routes
+        if r.readers.kind in ("owner", "public")
+        for t in r.channels
     ]
     return {
         "Version": VERSION,
@@ -225,6 +262,64 @@ def tenant_iot_policy(routes: Sequence[Route], scope: PolicyScope, tenant: str) 
         _pattern(t, r, tenant) for r in routes if r.readers.kind == "tenant" for t in r.channels
     ]
     return {"Version": VERSION, "Statement": _read_statements(scope, patterns)}
+
+
+def thing_policy(routes: Sequence[Route], scope: PolicyScope, role_alias_arn: str) -> Document:
+    """The AWS IoT policy attached to device certificates: one document for every thing.
+
+    Connect with the thing's own name as client id, read the ``thing:`` channels named after
+    it (``${iot:Connection.Thing.ThingName}``), and exchange the certificate for the
+    credentials of the role alias ``role_alias_arn`` (``iot:AssumeRoleWithCertificate``).
+    """
+    patterns = [
+        _pattern(t, r, THING_VARIABLE)
+        for r in routes
+        if r.readers.kind == "thing"
+        for t in r.channels
+    ]
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": [f"{scope.arn}:client/{THING_VARIABLE}"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:AssumeRoleWithCertificate",
+                "Resource": role_alias_arn,
+            },
+            *_read_statements(scope, patterns),
+        ],
+    }
+
+
+def device_role_policy(routes: Sequence[Route], api_arn: str) -> Document:
+    """The IAM policy of the role behind the devices' role alias.
+
+    It allows ``GET /v1/channels/<channel>`` and ``.../changes`` on the API ``api_arn``
+    (``arn:aws:execute-api:<region>:<account>:<api id>``), any stage, for the ``thing:``
+    channels named after the thing the credentials were issued for
+    (``${credentials-iot:ThingName}``); any other placeholder is ``*``, and the API refuses a
+    path that is not a channel. With no ``thing:`` route it allows nothing.
+    """
+    resources: list[str] = []
+    for route in routes:
+        if route.readers.kind != "thing":
+            continue
+        for template in route.channels:
+            pattern, _ = _pattern(template, route, CREDENTIALS_THING_VARIABLE)
+            for path in (pattern, f"{pattern}/changes"):
+                resource = f"{api_arn}/*/GET/v1/channels/{path}"
+                if resource not in resources:
+                    resources.append(resource)
+    statements: list[Any] = []
+    if resources:
+        statements.append(
+            {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": resources}
+        )
+    return {"Version": VERSION, "Statement": statements}
 
 
 def policy_name(scope: PolicyScope, label: str, document: Document) -> str:
@@ -257,15 +352,21 @@ def readable_channels(routes: Sequence[Route], principal: Principal) -> list[str
     """The channels ``principal`` may read, as templates filled as far as its identity allows.
 
     Placeholders that are not the reader placeholder stay as ``{name}``
-    (``tenants/acme/orders/{orderId}``).
+    (``tenants/acme/orders/{orderId}``). A thing (:meth:`Principal.of_thing`) reads its
+    ``thing:`` channels only; an identity never reads those.
     """
     out: list[str] = []
     for route in routes:
         placeholder = route.readers.placeholder
-        if route.readers.kind == "owner":
+        kind = route.readers.kind
+        if principal.thing is not None:
+            values = [principal.thing] if kind == "thing" else []
+        elif kind == "owner":
             values = [principal.identity_id]
-        elif route.readers.kind == "tenant":
+        elif kind == "tenant":
             values = sorted(principal.tenants)
+        elif kind == "thing":
+            values = []
         else:
             values = [""]
         for template in route.channels:

@@ -14,7 +14,13 @@ Routes (API Gateway REST, AWS_IAM auth, Lambda proxy integration, one greedy res
 A cursor whose next change is past the retention, beyond the head, or from another epoch gets
 410 ``{"error": "cursor_expired", "message", "head", "epoch"}``. The caller is the Cognito
 identity in ``requestContext.identity.cognitoIdentityId`` and is authorised with the same
-rules as the MQTT topics (:func:`backend.access.may_read`).
+rules as the MQTT topics (:func:`backend.access.may_read`). A device calls with the credentials
+the AWS IoT credentials provider gave it for its certificate: a session of the device role
+(``TIDINGS_DEVICE_ROLE_ARN``; ``requestContext.identity.userArn`` is
+``arn:aws:sts::<account>:assumed-role/<role name>/<session>``). IAM has already let it call
+its own thing's paths only (the role's policy names ``${credentials-iot:ThingName}``), so it
+is read as :meth:`Principal.of_thing <backend.access.Principal.of_thing>` of the thing its
+channel names, which reads that ``thing:`` channel and nothing else.
 
 A poll that would wait (``wait`` > 0 and nothing after the cursor yet) first takes a
 long-poll lease (:mod:`backend.poll_leases`): one waiting poll per identity and channel, and
@@ -66,6 +72,7 @@ __all__ = [
     "ChannelsRequest",
     "clear_caches",
     "handle_api_event",
+    "is_role_session",
     "parse_request",
 ]
 
@@ -80,11 +87,20 @@ MAX_TOPIC_BYTES = 256
 _CHANGES_PARAMETERS = {"after", "limit", "wait", "epoch"}
 _WHOLE_NUMBER = re.compile(r"\A[0-9]{1,18}\Z")  # ASCII only: str.isdigit() takes "²"
 _SECONDS = re.compile(r"\A[0-9]{1,6}(?:\.[0-9]{1,6})?\Z")  # float() takes "٣" and "1_0"
+_ROLE_ARN = re.compile(r"\Aarn:(aws[a-z-]*):iam::([0-9]{12}):role/(?:[^/]+/)*([\w+=,.@-]+)\Z")
+_SESSION_ARN = re.compile(
+    r"\Aarn:(aws[a-z-]*):sts::([0-9]{12}):assumed-role/([\w+=,.@-]+)/([\w+=,.@-]+)\Z"
+)
 
 
 @dataclass(frozen=True)
 class ChannelsRequest:
-    """A parsed, validated (not yet authorised) channels API request."""
+    """A parsed, validated (not yet authorised) channels API request.
+
+    ``identity_id`` names the caller (its long-poll slots are its own): the Cognito identity
+    id, or for a device the ARN of its role session. ``thing`` is set for a device only: the
+    thing the channel names (None if the channel names no thing; such a device reads nothing).
+    """
 
     kind: str  # "head" | "changes"
     channel: str
@@ -94,26 +110,42 @@ class ChannelsRequest:
     limit: int = DEFAULT_LIMIT
     wait_s: float = 0.0
     epoch: int | None = None
+    device: bool = False
+    thing: str | None = None
 
 
 def parse_request(
-    event: Mapping[str, Any], routes: Sequence[Route], topic_prefix: str = "tidings/dev/"
+    event: Mapping[str, Any],
+    routes: Sequence[Route],
+    topic_prefix: str = "tidings/dev/",
+    device_role_arn: str | None = None,
 ) -> ChannelsRequest:
-    """An API Gateway REST proxy event → :class:`ChannelsRequest`; errors name the problem."""
+    """An API Gateway REST proxy event → :class:`ChannelsRequest`; errors name the problem.
+
+    ``device_role_arn`` is the role whose sessions are devices (None: no caller is a device).
+    """
     path = _channel_path(event)
     method = str(event.get("httpMethod") or "GET").upper()
     if method != "GET":
         raise MethodNotAllowed(f"{method} is not supported here; use GET")
-    identity = ((event.get("requestContext") or {}).get("identity") or {}).get("cognitoIdentityId")
-    if not identity:
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    caller = identity.get("cognitoIdentityId")
+    device = False
+    if not caller and is_role_session(identity.get("userArn"), device_role_arn):
+        caller, device = identity.get("userArn"), True
+    if not caller:
         raise Forbidden(
-            "channels are read by signed-in Cognito identities; sign the request "
-            "with the credentials /v1/login gave you"
+            "channels are read by signed-in Cognito identities and by devices; sign the "
+            "request with the credentials /v1/login gave you, or for a device with those the "
+            "AWS IoT credentials provider gave it for its certificate"
         )
     kind, channel = "head", path
     if find_route(routes, path) is None and path.endswith(CHANGES_SUFFIX):
         kind, channel = "changes", path[: -len(CHANGES_SUFFIX)]
     found = _check_channel(channel, routes, topic_prefix)
+    caller_fields: dict[str, Any] = {"device": device}
+    if device:
+        caller_fields["thing"] = _thing_of(routes, channel)
     params = _query_parameters(event)
     if kind == "head":
         if params:
@@ -121,7 +153,7 @@ def parse_request(
                 f"the head of a channel takes no parameters (got "
                 f"{', '.join(sorted(params))}); did you mean .../changes?"
             )
-        return ChannelsRequest("head", channel, str(identity), found)
+        return ChannelsRequest("head", channel, str(caller), found, **caller_fields)
     unknown = sorted(set(params) - _CHANGES_PARAMETERS)
     if unknown:
         raise BadRequest(
@@ -130,13 +162,38 @@ def parse_request(
     return ChannelsRequest(
         "changes",
         channel,
-        str(identity),
+        str(caller),
         found,
         after=_integer(params, "after", 0, minimum=0),
         limit=_integer(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
         wait_s=_seconds(params, "wait"),
         epoch=_integer(params, "epoch", 0, minimum=1) if "epoch" in params else None,
+        **caller_fields,
     )
+
+
+def is_role_session(user_arn: object, role_arn: str | None) -> bool:
+    """True if ``user_arn`` (``arn:aws:sts::<account>:assumed-role/<name>/<session>``) is a
+    session of the IAM role ``role_arn`` (``arn:aws:iam::<account>:role[/<path>]/<name>``):
+    same partition, account and role name. False for anything else, None included."""
+    if not role_arn or not isinstance(user_arn, str):
+        return False
+    role = _ROLE_ARN.match(role_arn)
+    session = _SESSION_ARN.match(user_arn)
+    if role is None or session is None:
+        return False
+    return session.group(1, 2, 3) == role.group(1, 2, 3)
+
+
+def _thing_of(routes: Sequence[Route], channel: str) -> str | None:
+    """The thing a ``thing:`` channel names (None: the channel's readers are not a thing)."""
+    found = find_route(routes, channel)
+    if found is None:
+        return None
+    route, values = found
+    if route.readers.kind != "thing" or route.readers.placeholder is None:
+        return None
+    return values.get(route.readers.placeholder) or None
 
 
 def _channel_path(event: Mapping[str, Any]) -> str:
@@ -232,10 +289,13 @@ class ChannelsApi:
         logger: Any = None,
         leases: PollLeases | None = None,
         allowed_origin: str = "",
+        device_role_arn: str | None = None,
     ) -> None:
         """``tenants`` maps an identity id to the tenants it belongs to; ``leases`` bounds the
         waiting polls (None: unbounded, for tests of other parts only); ``allowed_origin``
-        (one origin or ``*``) is named in every answer's CORS headers ("": none)."""
+        (one origin or ``*``) is named in every answer's CORS headers ("": none);
+        ``device_role_arn`` is the role whose sessions are devices (None: no device)."""
+        self.device_role_arn = device_role_arn
         self.cors_headers = cors_headers(allowed_origin)
         self.routes = tuple(routes)
         self.leases = leases
@@ -286,12 +346,13 @@ class ChannelsApi:
             logger=logger,
             leases=leases,
             allowed_origin=settings.allowed_origin,
+            device_role_arn=settings.device_role_arn,
         )
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """An API Gateway REST proxy event → its proxy response."""
         try:
-            request = parse_request(event, self.routes, self.topic_prefix)
+            request = parse_request(event, self.routes, self.topic_prefix, self.device_role_arn)
             self._authorise(request)
             if request.kind == "head":
                 head = self._head(request.channel)
@@ -311,6 +372,14 @@ class ChannelsApi:
             return _response(500, dumps(error), self.cors_headers)
 
     def _authorise(self, request: ChannelsRequest) -> None:
+        if request.device:
+            if request.thing is None or not may_read(
+                self.routes, Principal.of_thing(request.thing), request.channel
+            ):
+                raise Forbidden(
+                    f"a device reads its own thing's channels only, not {request.channel}"
+                )
+            return
         tenants: frozenset[str] = frozenset()
         if request.route.readers.kind == "tenant":
             try:

@@ -20,6 +20,7 @@ import yaml
 __all__ = [
     "CHANNEL_SEGMENT",
     "MAX_CHANNEL_BYTES",
+    "READER_KINDS",
     "Readers",
     "Route",
     "RouteError",
@@ -40,15 +41,25 @@ MAX_CHANNEL_BYTES = 226
 """AWS IoT allows 256 bytes in a topic; ``tidings/<stage>/`` takes up to 30 (stage ≤ 20)."""
 
 
+READER_KINDS = ("owner", "tenant", "thing")
+"""The kinds of ``readers`` that name a placeholder (``public`` names none)."""
+
+
 class RouteError(ValueError):
     """A route file that cannot be used; the message names the line and the problem."""
 
 
 @dataclass(frozen=True)
 class Readers:
-    """Who may read a route's channels."""
+    """Who may read a route's channels.
 
-    kind: str  # "owner" | "tenant" | "public"
+    ``owner:<p>``: the Cognito identity whose id is ``{p}``; ``tenant:<p>``: the members of
+    the tenant ``{p}``; ``thing:<p>``: the AWS IoT thing named ``{p}`` (a device with its
+    X.509 certificate, or with the credentials the AWS IoT credentials provider gave it for
+    that certificate); ``public``: every signed-in identity.
+    """
+
+    kind: str  # "owner" | "tenant" | "thing" | "public"
     placeholder: str | None = None
 
     def __str__(self) -> str:
@@ -250,7 +261,7 @@ def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
         return Readers("public")
     if isinstance(value, str) and ":" in value:
         kind, placeholder = value.split(":", 1)
-        if kind in ("owner", "tenant"):
+        if kind in READER_KINDS:
             for template in channels:
                 if f"{{{placeholder}}}" not in template.split("/"):
                     raise RouteError(
@@ -259,7 +270,8 @@ def _parse_readers(value: Any, channels: Sequence[str], where: str) -> Readers:
                     )
             return Readers(kind, placeholder)
     raise RouteError(
-        f"{where}: 'readers' must be 'public', 'owner:<placeholder>' or 'tenant:<placeholder>'"
+        f"{where}: 'readers' must be 'public', 'owner:<placeholder>', 'tenant:<placeholder>' "
+        "or 'thing:<placeholder>'"
     )
 
 

@@ -16,6 +16,7 @@ from backend.errors import ConfigurationError
 __all__ = [
     "ENV_ALLOWED_ORIGIN",
     "ENV_CHANGE_LOG_TABLE",
+    "ENV_DEVICE_ROLE_ARN",
     "ENV_INLINE_LIMIT_BYTES",
     "ENV_MAX_WAITS_PER_IDENTITY",
     "ENV_POLL_LEASES_TABLE",
@@ -44,6 +45,7 @@ ENV_ROUTES_FILE = "TIDINGS_ROUTES_FILE"
 ENV_PUBLISH_CONCURRENCY = "TIDINGS_PUBLISH_CONCURRENCY"
 ENV_PUBLISH_WINDOW = "TIDINGS_PUBLISH_WINDOW"
 ENV_ALLOWED_ORIGIN = "TIDINGS_ALLOWED_ORIGIN"
+ENV_DEVICE_ROLE_ARN = "TIDINGS_DEVICE_ROLE_ARN"
 
 MAX_IOT_PAYLOAD_BYTES = 128 * 1024
 """AWS IoT Core's payload limit."""
@@ -84,6 +86,10 @@ class Settings:
     allowed_origin: str = ""
     """The one origin (or ``*``) whose pages may read the channels API's answers
     (``TIDINGS_ALLOWED_ORIGIN``, the template's ``AllowedOrigins``); "": no CORS headers."""
+    device_role_arn: str | None = None
+    """The IAM role devices get credentials for from the AWS IoT credentials provider
+    (``TIDINGS_DEVICE_ROLE_ARN``, the template's ``DeviceRole``): the channels API reads a
+    session of that role as the thing its channel names. None: no device reads the API."""
 
     def __post_init__(self) -> None:
         if not self.stage or "/" in self.stage or "+" in self.stage or "#" in self.stage:
@@ -141,6 +147,7 @@ class Settings:
             ),
             tables=tables,
             allowed_origin=env.get(ENV_ALLOWED_ORIGIN, "").strip(),
+            device_role_arn=env.get(ENV_DEVICE_ROLE_ARN, "").strip() or None,
         )
 
 

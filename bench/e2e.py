@@ -121,7 +121,14 @@ def local_stack(state_dir: Path) -> Iterator[Any]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     config = StackConfig(
-        state_dir=state_dir, gateway_port=0, api_port=0, identity_port=0, moto_port=0, web_port=0
+        state_dir=state_dir,
+        gateway_port=0,
+        api_port=0,
+        identity_port=0,
+        moto_port=0,
+        web_port=0,
+        mqtt_port=0,
+        credentials_port=0,
     )
     stack = LocalStack(config)
     stack.start()

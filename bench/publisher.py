@@ -277,7 +277,12 @@ def measure_publisher(
             change_log_table=log,
             sequence_table=seq,
             routes_file=str(ROOT / "infra" / "routes.yaml"),
-            tables={"TODOSTABLE": "Todos", "BOARDSTABLE": "Boards", "SCORESTABLE": "Scores"},
+            tables={
+                "TODOSTABLE": "Todos",
+                "BOARDSTABLE": "Boards",
+                "SCORESTABLE": "Scores",
+                "DEVICESETTINGSTABLE": "DeviceSettings",
+            },
         )
         store = ChangeStore(dynamodb, seq, log, settings.retention_s, executor=executor)
         publisher = Publisher(settings, routes, store, iot, executor=executor)
@@ -308,7 +313,12 @@ def measure_sequential(iot_url: str, batches: int) -> list[float]:
     )
     router = Router(
         load_routes(ROOT / "infra" / "routes.yaml"),
-        {"TodosTable": "Todos", "BoardsTable": "Boards", "ScoresTable": "Scores"},
+        {
+            "TodosTable": "Todos",
+            "BoardsTable": "Boards",
+            "ScoresTable": "Scores",
+            "DeviceSettingsTable": "DeviceSettings",
+        },
     )
     timings = []
     for index in range(batches + 1):

@@ -76,6 +76,8 @@ def one_run() -> dict[str, float]:
                 api_port=0,
                 moto_port=0,
                 web_port=0,
+                mqtt_port=0,
+                credentials_port=0,
                 function_log=Path(state) / "functions.log",
             )
             stack = LocalStack(config)

@@ -281,6 +281,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from infra.users_command import add_users_parser
 
     add_users_parser(commands, epilog=_epilog())
+    from infra.devices_command import add_devices_parser
+
+    add_devices_parser(commands, epilog=_epilog())
     return parser
 
 
@@ -317,6 +320,10 @@ def _run(args: argparse.Namespace) -> int:
         from infra.users_command import run_users
 
         return run_users(args)
+    if args.command == "devices":
+        from infra.devices_command import run_devices
+
+        return run_devices(args)
     return EXIT_USAGE  # pragma: no cover - argparse refuses unknown commands
 
 
@@ -378,6 +385,8 @@ def _up(args: argparse.Namespace) -> int:
         identity_port=args.port + 2,
         moto_port=args.port + 3,
         web_port=args.port + 4,
+        mqtt_port=args.port + 5,
+        credentials_port=args.port + 6,
         **options,
     )
     stack = LocalStack(config)

@@ -48,6 +48,8 @@ def run_demo(state_dir: Path | None = None, *, out: Any = print) -> int:
         identity_port=0,
         moto_port=0,
         web_port=0,
+        mqtt_port=0,
+        credentials_port=0,
         function_log=directory / "functions.log",  # the story on screen, the logs in a file
     )
     failures: list[str] = []
@@ -205,7 +207,7 @@ def run_web_demo(
     if out is None:
         out = functools.partial(print, flush=True)  # a person, or a test, reads it as it comes
     directory = state_dir or Path(tempfile.mkdtemp(prefix="tidings-demo-"))
-    ports = [0] * 5 if port == 0 else [port + n for n in range(5)]
+    ports = [0] * 7 if port == 0 else [port + n for n in range(7)]
     config = StackConfig(
         state_dir=directory.resolve(),
         gateway_port=ports[0],
@@ -213,6 +215,8 @@ def run_web_demo(
         identity_port=ports[2],
         moto_port=ports[3],
         web_port=ports[4],
+        mqtt_port=ports[5],
+        credentials_port=ports[6],
         function_log=directory / "functions.log",
     )
     stopped = stop or threading.Event()

@@ -1,9 +1,10 @@
 """Regenerate the ``stream_*.json`` fixtures: real DynamoDB stream records from moto.
 
 Run ``.venv/bin/python tests/events/capture_stream_events.py``. It starts moto in server mode,
-creates the example app's tables (physical names ``Todos``, ``Boards``, ``Scores``), makes the
-writes below, reads each table's stream and writes the records in the shape Lambda delivers
-them (``infra.local.functions.stream_pump.to_lambda_record``) as ``{"Records": [...]}`` events.
+creates the example app's tables (physical names ``Todos``, ``Boards``, ``Scores``,
+``DeviceSettings``), makes the writes below, reads each table's stream and writes the records in
+the shape Lambda delivers them (``infra.local.functions.stream_pump.to_lambda_record``) as
+``{"Records": [...]}`` events.
 
 ``stream_todos_ttl_expiry.json`` is the captured REMOVE with the ``userIdentity`` that DynamoDB
 adds to a TTL deletion (moto does not run TTL), added here and marked in the file name.
@@ -30,6 +31,7 @@ EXAMPLE_TABLES = {
     "TodosTable": ("Todos", "owner", "id"),
     "BoardsTable": ("Boards", "tenant", "id"),
     "ScoresTable": ("Scores", "game", "player"),
+    "DeviceSettingsTable": ("DeviceSettings", "thing", "setting"),
 }
 
 
@@ -142,11 +144,16 @@ def capture(out_dir: Path = HERE) -> list[Path]:
                     "secret": {"S": "not routed"},
                 },
             )
+        dynamodb.put_item(
+            TableName="DeviceSettings",
+            Item={"thing": {"S": "sensor-1"}, "setting": {"S": "interval"}, "seconds": {"N": "30"}},
+        )
         todos = _records(endpoint, "Todos")
         events = {
             "stream_todos.json": {"Records": todos},
             "stream_boards.json": {"Records": _records(endpoint, "Boards")},
             "stream_scores.json": {"Records": _records(endpoint, "Scores")},
+            "stream_device_settings.json": {"Records": _records(endpoint, "DeviceSettings")},
         }
         expiry = dict(todos[-1])
         expiry["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}

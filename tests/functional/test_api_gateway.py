@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,21 @@ def test_iam_route_passes_the_cognito_identity(api) -> None:
     assert event["queryStringParameters"] == {"after": "3"}
     assert event["requestContext"]["identity"]["cognitoIdentityId"] == "us-east-1:abc"
     assert event["requestContext"]["identity"]["cognitoIdentityPoolId"] == "us-east-1:pool"
+
+
+def test_iam_route_passes_a_role_sessions_arn_as_the_user_arn(api) -> None:
+    """As AWS does: ``userArn`` is the caller's ARN (a device's, from the IoT credentials
+    provider, is a session of the device role), which the channels function checks."""
+    gateway, store, ca = api
+    session = "arn:aws:sts::123456789012:assumed-role/tidings-dev-DeviceRole-1A2B/c0ffee"
+    credential = replace(
+        mint_temporary_credential("tidings-dev-DeviceRole-1A2B/c0ffee", [[INVOKE]]), arn=session
+    )
+    store.put(credential)
+    response = signed_get(f"{gateway.url}/v1/channels/things/t1/settings", credential, ca)
+    assert response.status_code == 200, response.text
+    caller = response.json()["event"]["requestContext"]["identity"]
+    assert caller["userArn"] == session and caller["cognitoIdentityId"] is None
 
 
 def test_iam_route_refuses_unsigned_tampered_and_unpermitted(api) -> None:

@@ -29,11 +29,14 @@ MOTO_SKIPS = {
 
 @pytest.fixture()
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # moto's CloudFormation fails on a method with a MOCK integration (the CORS preflights);
-    # the local stack's fix for that gap is the one applied here (the server is in-process)
+    # moto's CloudFormation fails on a method with a MOCK integration (the CORS preflights)
+    # and cannot delete the IoT policy and role alias of the devices; the local stack's fixes
+    # for those gaps are the ones applied here (the server is in-process)
+    from infra.local.motohost.fixes.cloudformation_iot import apply_cloudformation_iot_fix
     from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
 
     apply_mock_integrations_fix()
+    apply_cloudformation_iot_fix()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()

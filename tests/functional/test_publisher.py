@@ -40,7 +40,12 @@ EVENTS = ROOT / "tests" / "events"
 ROUTES_FILE = ROOT / "infra" / "routes.yaml"
 ROUTES = load_routes(ROUTES_FILE)
 OWNER = "us-east-1:0b6b3b5e-7c1d-4b8e-9a51-3f0c6f7b2a10"  # the owner in the captured events
-CAPTURED_TABLES = {"TodosTable": "Todos", "BoardsTable": "Boards", "ScoresTable": "Scores"}
+CAPTURED_TABLES = {
+    "TodosTable": "Todos",
+    "BoardsTable": "Boards",
+    "ScoresTable": "Scores",
+    "DeviceSettingsTable": "DeviceSettings",
+}
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -9,7 +9,13 @@ The template's copy of the derived policy must not drift from the model:
   it (:func:`backend.routes.check_partition_keys`);
 - the IoT policies are not in the template (the login creates and attaches them, named
   ``<prefix>-<label>-<hash>``): ``LoginRole`` must allow creating, reading and attaching every
-  IoT policy :func:`auth.policies.iot_policies` derives, whatever the tenants.
+  IoT policy :func:`auth.policies.iot_policies` derives, whatever the tenants;
+- the devices' side: ``ThingPolicy``'s document equals :func:`auth.policies.thing_policy`
+  (with ``DeviceRoleAlias``'s ARN) and ``DeviceRole``'s one policy equals
+  :func:`auth.policies.device_role_policy`; the role alias points at that role, which trusts
+  the AWS IoT credentials provider only; the outputs name the policy and the alias;
+- every routed table's stream reaches the publisher: a mapping, the role's stream
+  permission and the function's ``TIDINGS_TABLE_<ID>``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from typing import Any
 
 import pytest
 
-from auth.policies import PolicyScope, iot_policies, role_policy
+from auth.policies import (
+    PolicyScope,
+    device_role_policy,
+    iot_policies,
+    role_policy,
+    thing_policy,
+)
 from backend.routes import RouteError, check_partition_keys, load_routes, parse_routes
 from infra.local.awsauth.iam_policy import is_allowed
 from infra.local.stack.template_model import Resolver, Template, load_template
@@ -41,12 +53,21 @@ def table_arns(scope: PolicyScope) -> dict[str, str]:
     return {logical: f"{arn}/{scope.stage}-{logical.lower()}" for logical in tables}
 
 
+def role_alias_arn(scope: PolicyScope) -> str:
+    """``DeviceRoleAlias``'s ARN as a stack deployed with ``scope`` would have it."""
+    return f"{scope.arn}:rolealias/tidings-{scope.stage}-device"
+
+
 def resolver(scope: PolicyScope, api_id: str) -> Resolver:
     """The template's references as a stack deployed with ``scope`` would resolve them."""
     return Resolver(
         parameters={"Stage": scope.stage},
         physical_ids={"Api": api_id, "IdentityPool": f"{scope.region}:pool"},
-        attributes={(logical, "Arn"): arn for logical, arn in table_arns(scope).items()},
+        attributes={
+            **{(logical, "Arn"): arn for logical, arn in table_arns(scope).items()},
+            ("DeviceRoleAlias", "RoleAliasArn"): role_alias_arn(scope),
+            ("DeviceRole", "Arn"): f"arn:aws:iam::{scope.account_id}:role/device",
+        },
         pseudo={
             "AWS::Region": scope.region,
             "AWS::AccountId": scope.account_id,
@@ -64,6 +85,22 @@ def identity_role_drift(template: Template, scope: PolicyScope, api_id: str) -> 
     if documents == [derived]:
         return []
     return [documents, derived]
+
+
+def device_drift(template: Template, scope: PolicyScope, api_id: str) -> list[Any]:
+    """What differs between the thing policy and device role and the derived ones ([] if none)."""
+    resolve = resolver(scope, api_id)
+    thing = resolve(template.properties("ThingPolicy")["PolicyDocument"])
+    role = resolve(template.role_policies("DeviceRole"))
+    api_arn = f"arn:aws:execute-api:{scope.region}:{scope.account_id}:{api_id}"
+    derived_thing = thing_policy(ROUTES, scope, role_alias_arn(scope))
+    derived_role = device_role_policy(ROUTES, api_arn)
+    drift = []
+    if thing != derived_thing:
+        drift.append([thing, derived_thing])
+    if role != [derived_role]:
+        drift.append([role, [derived_role]])
+    return drift
 
 
 @pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)
@@ -117,6 +154,111 @@ def test_a_drifted_template_is_caught(edit: Any, tmp_path: Path) -> None:
     template = load_template(tmp_path / "template.yaml")
     scope, api_id = SCOPES[1]  # stage prod: a hard-coded "dev" is a drift
     assert identity_role_drift(template, scope, api_id) != []
+
+
+@pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)
+def test_the_thing_policy_and_device_role_are_the_ones_derived_from_the_routes(
+    scope: PolicyScope, api_id: str
+) -> None:
+    assert any(route.readers.kind == "thing" for route in ROUTES), "routes.yaml has things"
+    assert device_drift(load_template(TEMPLATE), scope, api_id) == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # the thing policy: another thing's channel, any client id, no role alias, a second
+        # stage; the device role: every thing's channels
+        lambda t: t.replace(
+            "topicfilter/tidings/${Stage}/things/${!iot:Connection.Thing.ThingName}/",
+            "topicfilter/tidings/${Stage}/things/*/",
+            1,
+        ),
+        lambda t: t.replace(
+            ":client/${!iot:Connection.Thing.ThingName}", ":client/${!iot:ClientId}", 1
+        ),
+        lambda t: t.replace(
+            "            Action: iot:AssumeRoleWithCertificate\n"
+            "            Resource: !GetAtt DeviceRoleAlias.RoleAliasArn\n",
+            '            Action: iot:AssumeRoleWithCertificate\n            Resource: "*"\n',
+            1,
+        ),
+        lambda t: t.replace("topic/tidings/${Stage}/things/", "topic/tidings/dev/things/", 1),
+        lambda t: t.replace(
+            "GET/v1/channels/things/${!credentials-iot:ThingName}/settings/changes",
+            "GET/v1/channels/things/*/settings/changes",
+            1,
+        ),
+    ],
+    ids=[
+        "other-things-channels",
+        "any-client-id",
+        "any-role-alias",
+        "stage-hard-coded",
+        "role-reads-every-thing",
+    ],
+)
+def test_a_drifted_device_side_is_caught(edit: Any, tmp_path: Path) -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    drifted = edit(text)
+    assert drifted != text, "the edit did not change the template"
+    (tmp_path / "template.yaml").write_text(drifted, encoding="utf-8")
+    template = load_template(tmp_path / "template.yaml")
+    scope, api_id = SCOPES[1]  # stage prod: a hard-coded "dev" is a drift
+    assert device_drift(template, scope, api_id) != []
+    assert identity_role_drift(template, scope, api_id) == []  # only the device side moved
+
+
+@pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)
+def test_the_role_alias_lends_the_device_role_to_the_credentials_provider_only(
+    scope: PolicyScope, api_id: str
+) -> None:
+    template = load_template(TEMPLATE)
+    resolve = resolver(scope, api_id)
+    alias = template.properties("DeviceRoleAlias")
+    assert alias["RoleArn"] == {"Fn::GetAtt": ["DeviceRole", "Arn"]}
+    role = template.properties("DeviceRole")
+    # AWS IoT refuses an alias whose credentials outlive the role's sessions (default 3600 s)
+    assert int(alias["CredentialDurationSeconds"]) <= int(role.get("MaxSessionDuration", 3600))
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "credentials.iot.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+    names = ("DeviceRoleAliasName", "ThingPolicyName")
+    outputs = {name: resolve(template.body["Outputs"][name]["Value"]) for name in names}
+    assert outputs["DeviceRoleAliasName"] == resolve(alias["RoleAlias"])
+    assert role_alias_arn(scope).endswith("/" + outputs["DeviceRoleAliasName"])
+    policy = template.properties("ThingPolicy")
+    assert outputs["ThingPolicyName"] == resolve(policy["PolicyName"])
+    # not one of the identities' policies, which LoginRole may create and attach
+    login = resolve(template.role_policies("LoginRole"))
+    resource = f"{scope.arn}:policy/{outputs['ThingPolicyName']}"
+    assert not is_allowed([login], "iot:AttachPolicy", resource, {})
+
+
+def test_every_routed_table_streams_to_the_publisher() -> None:
+    template = load_template(TEMPLATE)
+    mapped = {
+        mapping.table
+        for mapping in template.event_source_mappings()
+        if mapping.function == "PublisherFunction"
+    }
+    (publisher_policy,) = template.role_policies("PublisherRole")
+    streams = [
+        resource
+        for statement in publisher_policy["Statement"]
+        if "dynamodb:GetRecords" in statement["Action"]
+        for resource in statement["Resource"]
+    ]
+    environment = template.functions()["PublisherFunction"].environment
+    for table in sorted({route.table for route in ROUTES}):
+        assert table in template.tables(), table
+        assert table in mapped, f"{table} has no stream mapping"
+        assert {"Fn::GetAtt": [table, "StreamArn"]} in streams, f"{table}'s stream"
+        assert environment.get(f"TIDINGS_TABLE_{table.upper()}") == {"Ref": table}
 
 
 @pytest.mark.parametrize(("scope", "api_id"), SCOPES, ids=IDS)

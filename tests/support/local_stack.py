@@ -22,6 +22,8 @@ def stack_config(template: Path = TEMPLATE, **overrides) -> StackConfig:
         identity_port=0,
         moto_port=0,
         web_port=0,
+        mqtt_port=0,
+        credentials_port=0,
     )
     options.update(overrides)
     return StackConfig(**options)

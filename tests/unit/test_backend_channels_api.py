@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.change_store import Head, LogEntry
-from backend.channels_api import ChannelsApi, parse_request
+from backend.channels_api import ChannelsApi, is_role_session, parse_request
 from backend.errors import BadRequest, Forbidden
 from backend.routes import load_routes
 
@@ -162,3 +162,130 @@ def test_an_unexpected_error_is_a_500_without_details() -> None:
     answer = api.handle(fixture())
     assert answer["statusCode"] == 500
     assert "secret" not in answer["body"] and json.loads(answer["body"])["error"] == "internal"
+
+
+# ------------------------------------------------------------------------------ devices
+# A device calls with the credentials the AWS IoT credentials provider gave it: a session of
+# the template's DeviceRole, named by its certificate id (the event's userArn, as AWS sends it).
+DEVICE_ROLE_ARN = "arn:aws:iam::123456789012:role/tidings-prod-DeviceRole-1A2B3C4D5E6F"
+THING_CHANNEL = "things/sensor-1/settings"
+
+
+def device_event(channel: str = THING_CHANNEL, suffix: str = "/changes") -> dict:
+    event = json.loads((ROOT / "tests" / "events" / "api_device_settings.json").read_text())
+    event["pathParameters"] = {"channel": channel + suffix}
+    if not suffix:
+        event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
+    return event
+
+
+def device_api(store: MemoryStore | None = None) -> ChannelsApi:
+    def no_tenant_lookups(identity: str) -> frozenset[str]:
+        raise AssertionError("a device's tenants are never looked up")
+
+    return ChannelsApi(
+        ROUTES,
+        store or MemoryStore(head=2),  # type: ignore[arg-type]
+        no_tenant_lookups,
+        device_role_arn=DEVICE_ROLE_ARN,
+    )
+
+
+def test_a_device_role_session_reads_the_channel_of_the_thing_its_path_names() -> None:
+    event = device_event()
+    request = parse_request(event, ROUTES, device_role_arn=DEVICE_ROLE_ARN)
+    assert request.device and request.thing == "sensor-1"
+    assert request.identity_id == event["requestContext"]["identity"]["userArn"]  # its slots
+    answer = device_api().handle(event)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert [c["seq"] for c in json.loads(answer["body"])["changes"]] == [1, 2]
+    head = device_api().handle(device_event(suffix=""))
+    assert json.loads(head["body"]) == {"channel": THING_CHANNEL, "head": 2, "epoch": 1}
+
+
+@pytest.mark.parametrize("channel", ["public/scores", f"users/{ALICE}/todos", "tenants/acme/board"])
+def test_a_device_reads_no_channel_that_is_not_a_things(channel: str) -> None:
+    """IAM lets a device call its own thing's paths only; were it let through anyway, the
+    function would not widen that: a thing is no identity, member or signed-in user."""
+    answer = device_api().handle(device_event(channel))
+    assert answer["statusCode"] == 403, answer["body"]
+    assert json.loads(answer["body"])["error"] == "forbidden"
+
+
+def test_the_thing_comes_from_the_path_and_iam_keeps_a_device_to_its_own() -> None:
+    # the function cannot tell one thing's session from another's (the session is named by
+    # the certificate): the role's policy (${credentials-iot:ThingName} in the execute-api
+    # resource) refuses another thing's path before the function runs
+    request = parse_request(
+        device_event("things/sensor-2/settings"), ROUTES, device_role_arn=DEVICE_ROLE_ARN
+    )
+    assert request.device and request.thing == "sensor-2"
+
+
+@pytest.mark.parametrize(
+    "user_arn",
+    [
+        None,
+        "arn:aws:sts::123456789012:assumed-role/tidings-authenticated/CognitoIdentityCredentials",
+        "arn:aws:sts::999999999999:assumed-role/tidings-prod-DeviceRole-1A2B3C4D5E6F/cert",
+        "arn:aws-cn:sts::123456789012:assumed-role/tidings-prod-DeviceRole-1A2B3C4D5E6F/cert",
+        "arn:aws:sts::123456789012:assumed-role/tidings-prod-DeviceRole-1A2B3C4D5E6F",
+        "arn:aws:iam::123456789012:role/tidings-prod-DeviceRole-1A2B3C4D5E6F",
+        "arn:aws:iam::123456789012:user/tidings-prod-DeviceRole-1A2B3C4D5E6F",
+        "tidings-prod-DeviceRole-1A2B3C4D5E6F/cert",
+    ],
+)
+def test_a_caller_that_is_neither_an_identity_nor_a_device_session_is_refused(
+    user_arn: str | None,
+) -> None:
+    event = device_event()
+    event["requestContext"]["identity"]["userArn"] = user_arn
+    with pytest.raises(Forbidden, match="devices"):
+        parse_request(event, ROUTES, device_role_arn=DEVICE_ROLE_ARN)
+    assert device_api().handle(event)["statusCode"] == 403
+
+
+def test_without_a_device_role_no_caller_is_a_device() -> None:
+    api = ChannelsApi(ROUTES, MemoryStore(head=2), lambda i: frozenset())  # type: ignore[arg-type]
+    assert api.handle(device_event())["statusCode"] == 403
+
+
+def test_a_cognito_identity_is_read_as_before_when_a_device_role_is_set() -> None:
+    request = parse_request(fixture(), ROUTES, device_role_arn=DEVICE_ROLE_ARN)
+    assert not request.device and request.thing is None and request.identity_id == ALICE
+
+
+@pytest.mark.parametrize(
+    ("user_arn", "role_arn", "expected"),
+    [
+        (
+            "arn:aws:sts::123456789012:assumed-role/Device/c1",
+            "arn:aws:iam::123456789012:role/Device",
+            True,
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/Device/c1",
+            "arn:aws:iam::123456789012:role/a/b/Device",
+            True,
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/Device/c1",
+            "arn:aws:iam::123456789012:role/Devices",
+            False,
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/Devices/c1",
+            "arn:aws:iam::123456789012:role/Device",
+            False,
+        ),
+        ("arn:aws:sts::123456789012:assumed-role/Device/c1", "", False),
+        ("arn:aws:sts::123456789012:assumed-role/Device/c1", None, False),
+        (
+            "arn:aws:sts::123456789012:assumed-role/Device/c1/x",
+            "arn:aws:iam::123456789012:role/Device",
+            False,
+        ),
+    ],
+)
+def test_is_role_session(user_arn: str, role_arn: str | None, expected: bool) -> None:
+    assert is_role_session(user_arn, role_arn) is expected

@@ -18,7 +18,12 @@ from backend.routes import load_routes
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 ROUTES = load_routes(ROOT / "infra" / "routes.yaml")
-TABLES = {"TodosTable": "Todos", "BoardsTable": "Boards", "ScoresTable": "Scores"}
+TABLES = {
+    "TodosTable": "Todos",
+    "BoardsTable": "Boards",
+    "ScoresTable": "Scores",
+    "DeviceSettingsTable": "DeviceSettings",
+}
 OWNER = "us-east-1:0b6b3b5e-7c1d-4b8e-9a51-3f0c6f7b2a10"
 
 
@@ -117,6 +122,14 @@ def test_todos_route_to_the_owners_channel() -> None:
 def test_boards_and_scores_route_to_their_channels() -> None:
     assert [i.channel for i in routed("stream_boards.json")] == ["tenants/acme/board"]
     assert [i.channel for i in routed("stream_scores.json")] == ["public/scores"] * 2
+
+
+def test_device_settings_route_to_the_things_channel() -> None:
+    (item,) = routed("stream_device_settings.json")
+    assert item.channel == "things/sensor-1/settings"
+    envelope = loads(encode_envelope(item, 1, 1, 128 * 1024).full)
+    assert envelope["new"] == {"thing": "sensor-1", "setting": "interval", "seconds": 30}
+    assert "old" not in envelope
 
 
 def test_a_table_without_route_is_a_record_error_and_a_missing_name_a_config_error() -> None:

@@ -62,3 +62,9 @@ def test_the_publisher_names_every_routed_table_the_environment_lacks() -> None:
     assert "TIDINGS_TABLE_BOARDSTABLE" in str(error.value)
     assert "TIDINGS_TABLE_SCORESTABLE" in str(error.value)
     assert "TODOSTABLE" not in str(error.value)
+
+
+def test_the_device_role_is_optional_and_read_when_set() -> None:
+    assert Settings.from_env(ENV).device_role_arn is None
+    arn = "arn:aws:iam::123456789012:role/tidings-dev-DeviceRole-1A2B3C"
+    assert Settings.from_env({**ENV, "TIDINGS_DEVICE_ROLE_ARN": arn}).device_role_arn == arn

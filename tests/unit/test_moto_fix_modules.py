@@ -31,6 +31,8 @@ ORDER = [
     "routing",
     "iot_cognito",
     "mock_integrations",
+    "iot_device_ca",
+    "cloudformation_iot",
 ]
 
 

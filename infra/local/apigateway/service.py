@@ -4,9 +4,10 @@ It does what API Gateway does in front of Tidings' functions: matches the reques
 resource (``{param}`` and greedy ``{param+}``), verifies SigV4 (``execute-api``) on
 ``AWS_IAM`` methods and checks the caller's IAM policy allows ``execute-api:Invoke``,
 applies the stage's throttling, builds the same proxy event (with
-``requestContext.identity.cognitoIdentityId`` for Cognito credentials) and turns the
-function's answer into the HTTP response. Errors of its own are JSON
-``{"error", "message"}`` with API Gateway's ``x-amzn-ErrorType`` header.
+``requestContext.identity.cognitoIdentityId`` for Cognito credentials, and ``userArn`` the
+caller's ARN: ``arn:aws:sts::<account>:assumed-role/<role>/<session>`` for a role's session,
+the devices' included) and turns the function's answer into the HTTP response. Errors of
+its own are JSON ``{"error", "message"}`` with API Gateway's ``x-amzn-ErrorType`` header.
 
 A function that raises, times out or answers a malformed proxy response is a 502, as on
 AWS. A function that Lambda refuses to run (throttled: its reserved concurrency, or the
@@ -387,7 +388,7 @@ class ApiGateway(ServerThread):
             "accessKey": credential.access_key_id if credential else None,
             "sourceIp": source_ip,
             "user": credential.principal if credential else None,
-            "userArn": credential.principal if credential else None,
+            "userArn": (credential.arn or credential.principal) if credential else None,
             "userAgent": single.get("User-Agent") or single.get("user-agent"),
         }
         is_text = _is_text(body)

@@ -59,6 +59,7 @@ from infra.local.iot.topics import (
 __all__ = [
     "Broker",
     "BrokerConfig",
+    "CredentialBinder",
     "MqttConnection",
     "PacketSink",
 ]
@@ -125,6 +126,12 @@ class PacketSink(Protocol):
 
     def is_congested(self) -> bool:
         """True while the client is not reading fast enough to take more QoS 0 traffic."""
+
+
+CredentialBinder = Callable[[str], StoredCredential]
+"""For a connection authenticated by an X.509 certificate: its credential once the MQTT client
+id is known (AWS IoT sets ``iot:Connection.Thing.ThingName`` only when the client id names a
+thing attached to the certificate)."""
 
 
 @dataclass(frozen=True)
@@ -241,10 +248,17 @@ class Broker:
 
     # ----------------------------------------------------------------- connections
     def open_connection(
-        self, sink: PacketSink, credential: StoredCredential, peer: str, *, websocket: bool = True
+        self,
+        sink: PacketSink,
+        credential: StoredCredential,
+        peer: str,
+        *,
+        websocket: bool = True,
+        bind: CredentialBinder | None = None,
     ) -> MqttConnection:
-        """A new connection from an authenticated (SigV4-verified) client."""
-        connection = MqttConnection(self, sink, credential, peer, websocket=websocket)
+        """A new connection from an authenticated client (SigV4-verified, or a device whose
+        certificate was verified: ``bind`` then gives its credential for the client id)."""
+        connection = MqttConnection(self, sink, credential, peer, websocket=websocket, bind=bind)
         self.connections.add(connection)
         return connection
 
@@ -522,8 +536,10 @@ class MqttConnection:
         peer: str,
         *,
         websocket: bool,
+        bind: CredentialBinder | None = None,
     ) -> None:
         self.broker = broker
+        self._bind = bind
         self.sink = sink
         self.credential = credential
         self.peer = peer
@@ -682,6 +698,10 @@ class MqttConnection:
             client_id = "auto-" + uuid.uuid4().hex
             assigned = True
         self.client_id = client_id
+        if self._bind is not None:
+            self.credential = self._bind(client_id)
+            self._variables = dict(self.credential.variables)
+            self._auth_cache.clear()
         self._variables["iot:ClientId"] = client_id
         if len(client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES:
             self._refuse_connect(
@@ -1072,6 +1092,25 @@ class MqttConnection:
     def connection_lost(self) -> None:
         """The transport went away (network error, peer closed, server closed)."""
         self._finish("CONNECTION_LOST")
+
+    def hang_up(self, reason: str, message: str) -> None:
+        """Close without an MQTT DISCONNECT, as AWS IoT drops a connection whose certificate
+        stopped being ACTIVE (``reason`` is the lifecycle event's ``disconnectReason``)."""
+        if self.closed:
+            return
+        log.info("closing %s (%s): %s", self.client_id or "?", self.peer, message)
+        self._finish(reason)
+        self.sink.close(message)
+
+    def replace_credential(self, credential: StoredCredential) -> None:
+        """Authorise what follows with ``credential`` (the certificate's policies changed)."""
+        self.credential = credential
+        self._variables = dict(credential.variables)
+        if self.client_id:
+            self._variables["iot:ClientId"] = self.client_id
+        self._auth_cache.clear()
+        if self.session is not None and self.session.connection is self:
+            self.session.credential = credential
 
     def _close(self, why: str) -> None:
         self._finish("CLIENT_ERROR", announce=False)

@@ -15,12 +15,25 @@ expensive. After TLS, a connection speaks HTTP/1.1:
 * ``GET /health`` answers ``{"status": "ok"}`` for readiness checks.
 
 A refused signature is an HTTP 403 with ``{"error", "message"}`` and no upgrade.
+
+X.509 devices (given a :class:`~infra.local.awsauth.devices.DeviceDirectory` and
+``device_ca_file``) speak MQTT 3.1.1 or 5 straight over mutual TLS, as on AWS IoT Core: on
+``mtls_port`` (AWS: 8883) every connection does; on the main port (AWS: 443) a connection
+whose ClientHello offers ALPN ``x-amzn-mqtt-ca`` does (:mod:`infra.local.iot.device_tls`),
+and every other connection is the HTTPS/WebSocket service above, never asked for a
+certificate. A certificate that does not chain to the device CA, has expired, or is missing
+fails the TLS handshake; one that chains but is not registered or not ACTIVE gets the TLS
+connection closed before any CONNACK, as AWS IoT does; a registered ACTIVE one is authorised
+with its IoT policies by the same broker code as SigV4 clients. When the directory reports a
+certificate changed, its live connections are closed if it is no longer ACTIVE, or continue
+under its new policies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -31,6 +44,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from infra.local.awsauth.credential_store import CredentialStore, StoredCredential
+from infra.local.awsauth.devices import Device, DeviceDirectory
 from infra.local.awsauth.iam_policy import is_allowed
 from infra.local.awsauth.sigv4 import SignatureError, verify_authorization_header, verify_presigned
 from infra.local.iot.broker import (
@@ -40,6 +54,7 @@ from infra.local.iot.broker import (
     BrokerConfig,
     MqttConnection,
 )
+from infra.local.iot.device_tls import MQTT_ALPN, device_credential, mtls_context, offered_alpn
 from infra.local.iot.topics import TopicError, validate_topic_name
 from infra.local.net import websocket as ws
 from infra.local.net.certs import TlsFiles, ensure_tls_files
@@ -73,6 +88,12 @@ class GatewayConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     handshake_timeout_s: float = 10.0
     max_signature_skew_s: float = 300.0
+    mtls_port: int | None = None
+    """MQTT over mutual TLS for X.509 devices (AWS: 8883): ``None`` not served, 0 a free port
+    (see :attr:`Gateway.mtls_port`). Needs ``device_ca_file`` and a device directory."""
+    device_ca_file: Path | None = None
+    """The CA device certificates must chain to. With a device directory, it also turns on
+    ALPN ``x-amzn-mqtt-ca`` (MQTT over mutual TLS) on :attr:`port`."""
 
     @property
     def region(self) -> str:
@@ -88,15 +109,26 @@ class Gateway:
         config: GatewayConfig,
         credentials: CredentialStore,
         *,
+        devices: DeviceDirectory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.credentials = credentials
+        self.devices = devices
+        """Who a device certificate belongs to; ``None``: no X.509 devices are served."""
         self.clock = clock
         self.broker = Broker(config.broker, clock)
         self.tls: TlsFiles = ensure_tls_files(config.state_dir, config.region)
         self._ssl_context = self.tls.server_context()
+        self._device_context: ssl.SSLContext | None = None
+        if devices is not None and config.device_ca_file is not None:
+            self._device_context = mtls_context(self.tls, config.device_ca_file)
+        elif config.mtls_port is not None:
+            raise ValueError("mtls_port needs device_ca_file and a device directory")
         self._server: asyncio.Server | None = None
+        self._mtls_server: asyncio.Server | None = None
+        self.mtls_port: int | None = None
+        """The port MQTT over mutual TLS listens on once started (``None``: not served)."""
         self._sweeper: asyncio.Task[None] | None = None
         self.connections: set[_Connection] = set()
         self.port = config.port
@@ -127,8 +159,64 @@ class Gateway:
             lambda: _Connection(self), self.config.host, self.config.port, backlog=1024
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.config.mtls_port is not None:
+            self._mtls_server = await loop.create_server(
+                lambda: _Connection(self, device_port=True),
+                self.config.host,
+                self.config.mtls_port,
+                backlog=1024,
+            )
+            self.mtls_port = self._mtls_server.sockets[0].getsockname()[1]
+        if self.devices is not None and self._device_context is not None:
+            self.devices.add_listener(self._listener(loop))
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("gateway listening on wss://localhost:%d/mqtt (CA %s)", self.port, self.ca_file)
+        if self.mtls_port is not None:
+            log.info("gateway listening on mqtts://localhost:%d (mutual TLS)", self.mtls_port)
+
+    @property
+    def serves_devices(self) -> bool:
+        """Whether X.509 devices are served (ALPN ``x-amzn-mqtt-ca`` on :attr:`port`)."""
+        return self._device_context is not None
+
+    def _listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], None]:
+        """The directory listener: hands a changed certificate id to the gateway's loop."""
+
+        def changed(certificate_id: str) -> None:
+            if self._server is None or loop.is_closed():
+                return  # stopped: nothing of ours is connected any more
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.certificate_changed, certificate_id)
+
+        return changed
+
+    def certificate_changed(self, certificate_id: str) -> None:
+        """Look the certificate up again: close its connections when it is no longer ACTIVE
+        (AWS IoT drops them, no DISCONNECT), else authorise them with its new policies and
+        things. Call on the gateway's loop."""
+        directory = self.devices
+        if directory is None:
+            return
+        holders: dict[bytes, list[_Connection]] = {}
+        for connection in self.connections:
+            device = connection.device
+            if device is not None and device.certificate_id == certificate_id:
+                holders.setdefault(connection.peer_certificate, []).append(connection)
+        loop = asyncio.get_running_loop()
+        for der, connections in holders.items():
+            future = loop.run_in_executor(None, directory.lookup, der)
+            future.add_done_callback(functools.partial(self._certificate_looked_up, connections))
+
+    def _certificate_looked_up(
+        self, connections: list[_Connection], future: asyncio.Future[Device | None]
+    ) -> None:
+        try:
+            device = future.result()
+        except Exception as exc:  # keep the connections: the next change will tell again
+            log.warning("device directory failed on a certificate change: %s", exc)
+            return
+        for connection in connections:
+            connection.device_changed(device)
 
     def block_mqtt(self) -> None:
         """Refuse new WebSocket connections and drop the open ones (iot-data still works).
@@ -161,13 +249,17 @@ class Gateway:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        if self._server is not None:
-            self._server.close()
+        server, mtls_server = self._server, self._mtls_server
+        self._server = self._mtls_server = None
+        for listening in (server, mtls_server):
+            if listening is not None:
+                listening.close()
         self.broker.shutdown()
         for connection in list(self.connections):
             connection.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for listening in (server, mtls_server):
+            if listening is not None:
+                await listening.wait_closed()
 
     async def _sweep(self) -> None:
         while True:
@@ -205,9 +297,10 @@ copied into the connection's TLS BIO at once (asyncio's default allocates 256 Ki
 
 
 class _Connection(asyncio.BufferedProtocol):
-    """One TCP connection: TLS via memory BIOs, then HTTP, then maybe WebSocket + MQTT."""
+    """One TCP connection: TLS via memory BIOs, then HTTP, then maybe WebSocket + MQTT; or,
+    for an X.509 device, MQTT straight over mutual TLS."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, device_port: bool = False) -> None:
         self.gateway = gateway
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -217,8 +310,22 @@ class _Connection(asyncio.BufferedProtocol):
         client has to send its next complete request head and body."""
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls = gateway._ssl_context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        context = gateway._device_context if device_port else gateway._ssl_context
+        assert context is not None
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._is_device = device_port
+        """MQTT over mutual TLS (the mTLS port, or ALPN ``x-amzn-mqtt-ca`` on the main one)."""
+        self._hello: bytearray | None = (
+            bytearray() if gateway.serves_devices and not device_port else None
+        )
+        """The ClientHello so far, while it decides between HTTPS and device MQTT."""
+        self.device: Device | None = None
+        """The registered certificate of a connected device."""
+        self.peer_certificate = b""
+        """The device's certificate (DER)."""
         self._handshaken = False
+        self._identifying = False
+        """A device's certificate is being looked up (the directory may ask the network)."""
         self._http = bytearray()
         self._body_needed = 0
         self._request: Request | None = None
@@ -260,6 +367,18 @@ class _Connection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return
+        if self._hello is not None:
+            self._hello += data
+            offered = offered_alpn(bytes(self._hello))
+            if offered is None:
+                return
+            data, self._hello = bytes(self._hello), None
+            if MQTT_ALPN in offered:
+                assert self.gateway._device_context is not None
+                self._is_device = True
+                self._tls = self.gateway._device_context.wrap_bio(
+                    self._incoming, self._outgoing, server_side=True
+                )
         self._incoming.write(data)
         if not self._handshaken:
             try:
@@ -268,11 +387,21 @@ class _Connection(asyncio.BufferedProtocol):
                 self._flush_tls()
                 return
             except (ssl.SSLError, OSError) as exc:
-                log.info("TLS handshake with %s failed: %s", self.peer, exc)
+                kind = "device TLS handshake" if self._is_device else "TLS handshake"
+                log.info("%s with %s failed: %s", kind, self.peer, exc)
+                if self._is_device:
+                    self._flush_tls()  # the TLS alert says why, as AWS IoT's does
                 self.abort()
                 return
             self._handshaken = True
             self._flush_tls()
+            if self._is_device:
+                self._identify_device()
+        if self._identifying:
+            return  # what arrives waits in the TLS buffer until the directory answered
+        self._read_tls()
+
+    def _read_tls(self) -> None:
         chunks = []
         try:
             while True:
@@ -319,6 +448,12 @@ class _Connection(asyncio.BufferedProtocol):
         The frames queued during one event-loop turn leave in one TLS write.
         """
         if self._closing:
+            return
+        if self._is_device:
+            self._pending.append(data)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.gateway.schedule_flush(self)
             return
         gateway = self.gateway
         cached_data, cached_frame = gateway.last_framed  # one read: a consistent pair
@@ -380,7 +515,7 @@ class _Connection(asyncio.BufferedProtocol):
         request left half-sent for ``handshake_timeout_s`` gets a 408 and an idle kept-alive
         connection is closed cleanly: a client never loses an answer it could have had.
         """
-        if self._frames is not None or self._closing:
+        if self._frames is not None or self._closing or self._mqtt is not None:
             return
         if now - self.idle_since <= self.gateway.config.handshake_timeout_s:
             return
@@ -400,8 +535,77 @@ class _Connection(asyncio.BufferedProtocol):
         else:
             self.close("idle")
 
+    # ----------------------------------------------------------------- X.509 devices
+    def _identify_device(self) -> None:
+        """After the mutual-TLS handshake: ask the directory who the certificate belongs to,
+        off the loop (a directory may call the IoT control plane)."""
+        directory = self.gateway.devices
+        assert directory is not None
+        self.peer_certificate = self._tls.getpeercert(binary_form=True) or b""
+        if not self.peer_certificate:  # CERT_REQUIRED makes this the TLS library's refusal
+            self._refuse_device("no client certificate")
+            return
+        self._identifying = True
+        future = asyncio.get_running_loop().run_in_executor(
+            None, directory.lookup, self.peer_certificate
+        )
+        future.add_done_callback(self._identified)
+
+    def _identified(self, future: asyncio.Future[Device | None]) -> None:
+        """The directory's answer: an unregistered or not ACTIVE certificate gets the TLS
+        connection closed before any MQTT (no CONNACK), as AWS IoT does."""
+        self._identifying = False
+        if self._closing:
+            return
+        try:
+            device = future.result()
+        except Exception as exc:
+            self._refuse_device(f"the device directory failed: {exc}")
+            return
+        if device is None:
+            self._refuse_device("certificate not registered")
+            return
+        if not device.active:
+            self._refuse_device(f"certificate {device.certificate_id} is {device.status}")
+            return
+        self.device = device
+        self._mqtt = self.gateway.broker.open_connection(
+            self,
+            device_credential(device, ""),
+            self.peer,
+            websocket=False,
+            bind=self._bind_client_id,
+        )
+        self._read_tls()
+
+    def _refuse_device(self, why: str) -> None:
+        log.info("refused device connection from %s: %s", self.peer, why)
+        self.close(why)
+
+    def _bind_client_id(self, client_id: str) -> StoredCredential:
+        assert self.device is not None
+        return device_credential(self.device, client_id)
+
+    def device_changed(self, device: Device | None) -> None:
+        """The directory's answer for this connection's certificate changed."""
+        mqtt = self._mqtt
+        if device is None or not device.active:
+            why = "certificate deleted" if device is None else f"certificate is {device.status}"
+            if mqtt is not None:
+                mqtt.hang_up("AUTH_ERROR", why)
+            else:
+                self.close(why)
+            return
+        self.device = device
+        if mqtt is not None and mqtt.client_id:
+            mqtt.replace_credential(device_credential(device, mqtt.client_id))
+
     # ----------------------------------------------------------------- plaintext
     def _plaintext_received(self, data: bytes) -> None:
+        if self._is_device:
+            if self._mqtt is not None:
+                self._mqtt.data_received(data)
+            return
         if self._frames is not None:
             self._websocket_received(data)
             return
@@ -657,6 +861,11 @@ def describe(gateway: Gateway) -> str:
     return json.dumps(
         {
             "mqtt": f"wss://localhost:{gateway.port}/mqtt",
+            **(
+                {"mqtt_mtls": f"mqtts://localhost:{gateway.mtls_port}"}
+                if gateway.mtls_port is not None
+                else {}
+            ),
             "iot_data": gateway.endpoint,
             "ca_file": str(gateway.ca_file),
             "region": gateway.config.region,

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import Any, Self, TypeVar
 
 from infra.local.awsauth.credential_store import CredentialStore
+from infra.local.awsauth.devices import DeviceDirectory
 from infra.local.iot.gateway import Gateway, GatewayConfig
 from infra.local.net.service import Service
 
@@ -22,13 +23,23 @@ T = TypeVar("T")
 
 
 class GatewayThread(Service):
-    """``with GatewayThread(config, store) as gw: ... gw.port ... gw.gateway ...``"""
+    """``with GatewayThread(config, store) as gw: ... gw.port ... gw.gateway ...``
+
+    ``devices`` (with ``config.device_ca_file``) serves X.509 devices: MQTT over mutual TLS on
+    ``config.mtls_port`` and with ALPN ``x-amzn-mqtt-ca`` on the main port.
+    """
 
     name = "IoT gateway"
 
-    def __init__(self, config: GatewayConfig, credentials: CredentialStore | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        credentials: CredentialStore | None = None,
+        devices: DeviceDirectory | None = None,
+    ) -> None:
         self.config = config
         self.credentials = credentials if credentials is not None else CredentialStore()
+        self.devices = devices
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
@@ -59,7 +70,7 @@ class GatewayThread(Service):
         self._thread.start()
 
         async def boot() -> Gateway:
-            gateway = Gateway(self.config, self.credentials)
+            gateway = Gateway(self.config, self.credentials, devices=self.devices)
             await gateway.start()
             return gateway
 
@@ -94,3 +105,10 @@ class GatewayThread(Service):
         if self.gateway is None:
             raise self._not_running()
         return self.gateway.port
+
+    @property
+    def mtls_port(self) -> int | None:
+        """The port of MQTT over mutual TLS (``None``: not served)."""
+        if self.gateway is None:
+            raise self._not_running()
+        return self.gateway.mtls_port

@@ -16,6 +16,9 @@ credential_from_dict` reads) or ``{"remove": "<access key id>"}``, each answered
 waits for the answer before it hands a key out. End of stdin (the stack is gone) stops the
 process. Without ``--iam`` nothing is checked (the bare moto that unit-level tests use).
 
+``TIDINGS_DEVICE_CA_DIR`` (set by the local stack) names the folder of the stack's device CA:
+IoT's ``CreateKeysAndCertificate`` signs with it (:mod:`.fixes.iot_device_ca`).
+
 Running moto apart keeps its CPU-heavy request handling off the process that runs the IoT
 gateway and the stream pumps.
 

@@ -53,11 +53,13 @@ from infra.local.awsauth.credential_store import (
     StoredCredential,
     credential_to_dict,
 )
+from infra.local.awsauth.devices import DeviceCA
 from infra.local.awsauth.temporary_credentials import mint_temporary_credential
 from infra.local.functions.runtime import ConcurrencyLimit, FunctionPool, FunctionSpec
 from infra.local.functions.stream_pump import MappingSettings, StreamPump
 from infra.local.functions.streams_wire import WireStreamsClient
 from infra.local.functions.worker import ACCOUNT_ID_VARIABLE
+from infra.local.identity.credentials_provider import CredentialsProvider, RoleAlias
 from infra.local.identity.service import (
     SUB_KEY,
     IdentityPool,
@@ -68,6 +70,8 @@ from infra.local.identity.service import (
 from infra.local.iot.broker import BrokerConfig
 from infra.local.iot.gateway import GatewayConfig
 from infra.local.iot.gateway_thread import GatewayThread
+from infra.local.net.certs import TlsFiles
+from infra.local.stack.device_directory import IotDeviceDirectory
 from infra.local.stack.template_model import Resolver, Template, load_template
 from infra.local.web.site import SiteConfig, WebSite
 
@@ -103,6 +107,10 @@ class StackConfig:
     moto_port: int = 8446
     web_port: int = 8447
     """The demo page and the web client's modules (plain HTTP on 127.0.0.1)."""
+    mqtt_port: int = 8448
+    """MQTT over mutual TLS for X.509 devices (AWS IoT Core: 8883)."""
+    credentials_port: int = 8449
+    """The AWS IoT credentials provider (role aliases, over mutual TLS)."""
     parameters: Mapping[str, str] = field(default_factory=dict)
     """Template parameter overrides (e.g. ``RetentionSeconds``)."""
     credential_lifetime_s: float = 3600.0
@@ -154,6 +162,7 @@ class LocalStack:
         self._identity: IdentityServiceThread | None = None
         self._api: ApiGateway | None = None
         self._site: WebSite | None = None
+        self._credentials_provider: CredentialsProvider | None = None
         self._stopped = threading.Event()
         self._boto: Any = None  # the boto3 session every client() comes from
         self._boto_lock = threading.Lock()
@@ -183,25 +192,42 @@ class LocalStack:
         _check_port(config.moto_port, "moto (AWS control planes)")
         import socket
 
+        # signs the certificates moto's CreateKeysAndCertificate makes; only the stack holds it
+        self.device_ca = DeviceCA.load_or_create(config.state_dir / "local")
         self._notify = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._notify.bind(("127.0.0.1", 0))
         self._moto = _start_moto_process(
-            config.moto_port, self._notify.getsockname()[1], config.region, ACCOUNT_ID
+            config.moto_port,
+            self._notify.getsockname()[1],
+            config.region,
+            ACCOUNT_ID,
+            device_ca_dir=self.device_ca.cert_file.parent,
         )
         self.moto_url = f"http://127.0.0.1:{self._moto.port}"
         self.credentials.add_listener(self._mirror_to_moto)
         self.credentials.put(self.developer)
 
         broker = config.broker or BrokerConfig(region=config.region, account_id=ACCOUNT_ID)
+        # who a device certificate belongs to: the IoT control plane (moto), as on AWS
+        _check_port(config.mqtt_port, "the MQTT port for devices")
+        self.devices = IotDeviceDirectory(self.client("iot"))
+        self.devices.start()
         self._gateway = GatewayThread(
             GatewayConfig(
-                port=config.gateway_port, state_dir=config.state_dir / "local", broker=broker
+                port=config.gateway_port,
+                state_dir=config.state_dir / "local",
+                broker=broker,
+                mtls_port=config.mqtt_port,
+                device_ca_file=self.device_ca.cert_file,
             ),
             self.credentials,
+            devices=self.devices,
         )
         gateway = self._gateway.start().gateway
         assert gateway is not None
         self.ca_file = str(gateway.ca_file)
+        assert gateway.mtls_port is not None
+        self.mqtt_port = gateway.mtls_port
         self.iot_port = gateway.port
 
         self._deploy_to_moto()
@@ -214,6 +240,7 @@ class LocalStack:
         self.outputs = self._resolve_outputs(resolver)
         self._start_pumps()
         self._start_site()
+        self._start_credentials_provider(resolver)
         threading.Thread(target=self._wake_pumps, daemon=True, name="stream-notify").start()
         self._write_env_file()  # the calling process's heap is left as it is
 
@@ -237,7 +264,11 @@ class LocalStack:
         time.sleep(down_s)
         from dataclasses import replace as _replace
 
-        self._gateway = GatewayThread(_replace(config, port=self.iot_port), self.credentials)
+        self._gateway = GatewayThread(
+            _replace(config, port=self.iot_port, mtls_port=self.mqtt_port),
+            self.credentials,
+            devices=self.devices,
+        )
         self._gateway.start()
 
     def stop(self) -> None:
@@ -249,6 +280,11 @@ class LocalStack:
             pump.stop()
         if self._site is not None:
             self._site.stop()
+        if self._credentials_provider is not None:
+            self._credentials_provider.stop()
+        devices = getattr(self, "devices", None)
+        if devices is not None:
+            devices.stop()
         if self._api is not None:
             self._api.stop()
         for pool in self.functions.values():
@@ -508,8 +544,6 @@ class LocalStack:
     def _start_api_and_functions(self, resolver: Resolver) -> None:
         stage = self.config.stage
         rate, burst = self.template.stage_throttling()
-        from infra.local.net.certs import TlsFiles
-
         tls = TlsFiles(
             Path(self.ca_file),
             Path(self.ca_file).with_name("server.pem"),
@@ -659,6 +693,40 @@ class LocalStack:
             for pump in by_table.get(data.decode("utf-8", "replace"), ()):
                 pump.wake()
 
+    # ------------------------------------------------------------------ devices
+    def _start_credentials_provider(self, resolver: Resolver) -> None:
+        """The AWS IoT credentials provider, serving the template's role aliases."""
+        _check_port(self.config.credentials_port, "the credentials provider")
+        roles = {
+            str(resolver({"Fn::GetAtt": [logical, "Arn"]})): logical
+            for logical in self.template.of_type("AWS::IAM::Role")
+        }
+        aliases: dict[str, RoleAlias] = {}
+        for logical in self.template.of_type("AWS::IoT::RoleAlias"):
+            props = self.template.properties(logical)
+            role_arn = str(resolver(props["RoleArn"]))
+            role = roles[role_arn]
+            aliases[str(resolver(props["RoleAlias"]))] = RoleAlias(
+                role_arn,
+                self._role_documents(resolver, role),
+                duration_s=int(resolver(props.get("CredentialDurationSeconds", 3600))),
+                role_max_session_s=int(
+                    resolver(self.template.properties(role).get("MaxSessionDuration", 3600))
+                ),
+            )
+        ca = Path(self.ca_file)
+        self._credentials_provider = CredentialsProvider(
+            self.devices,
+            aliases,
+            self.credentials,
+            TlsFiles(ca, ca.with_name("server.pem"), ca.with_name("server.key")),
+            self.device_ca.cert_file,
+            region=self.config.region,
+            account_id=ACCOUNT_ID,
+            port=self.config.credentials_port,
+        ).start()
+        self.credentials_endpoint = self._credentials_provider.endpoint
+
     # ------------------------------------------------------------------ the web site
     def _start_site(self) -> None:
         _check_port(self.config.web_port, "the web site")
@@ -710,6 +778,9 @@ class LocalStack:
             "TIDINGS_CA_FILE": self.ca_file,
             "TIDINGS_STAGE": self.config.stage,
             "TIDINGS_WEB_URL": self.web_url,
+            "TIDINGS_MQTT_PORT": str(self.mqtt_port),
+            "TIDINGS_CREDENTIALS_ENDPOINT": self.credentials_endpoint,
+            "TIDINGS_DEVICE_CA_FILE": str(self.device_ca.cert_file),
         }
         for logical, name in sorted(self.tables.items()):
             values[f"TIDINGS_TABLE_{logical.upper()}"] = name
@@ -829,8 +900,13 @@ def freeze_process_heap() -> None:
         _process_heap_frozen = True
 
 
-def _start_moto_process(port: int, notify_port: int, region: str, account_id: str) -> _MotoProcess:
-    """moto with IAM enforced (``--iam``); credentials go over its stdin, a private pipe."""
+def _start_moto_process(
+    port: int, notify_port: int, region: str, account_id: str, *, device_ca_dir: Path
+) -> _MotoProcess:
+    """moto with IAM enforced (``--iam``); credentials go over its stdin, a private pipe.
+    Its IoT ``CreateKeysAndCertificate`` signs with the device CA kept in ``device_ca_dir``."""
+    from infra.local.motohost.fixes.iot_device_ca import DEVICE_CA_DIR_ENV
+
     process = subprocess.Popen(
         [
             sys.executable,
@@ -850,6 +926,7 @@ def _start_moto_process(port: int, notify_port: int, region: str, account_id: st
         env={
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            DEVICE_CA_DIR_ENV: str(device_ca_dir.resolve()),
         },
     )
     assert process.stdout is not None

@@ -13,7 +13,10 @@ the fix changes, and whose ``apply()`` installs it (idempotent):
 - :mod:`.stream_writes`: a stream write only appends its record, for the local stack's pump;
 - :mod:`.routing`: the service of a host name looked up once;
 - :mod:`.iot_cognito`: IoT policies attach to any Cognito identity id;
-- :mod:`.mock_integrations`: API Gateway methods with a ``MOCK`` integration deploy.
+- :mod:`.mock_integrations`: API Gateway methods with a ``MOCK`` integration deploy;
+- :mod:`.iot_device_ca`: IoT certificates signed by the stack's device CA, named by their DER;
+- :mod:`.cloudformation_iot`: CloudFormation's IoT policies and role aliases have physical
+  ids, are deleted with their stack, and keep their policy documents as JSON.
 
 ``apply_local_stack_fixes`` applies them all (in the order of :data:`FIX_MODULES`), in the
 process that runs moto (``ThreadedMotoServer``), once. They are written for one moto release,
@@ -27,9 +30,11 @@ from types import ModuleType
 from typing import Any
 
 from infra.local.motohost.fixes import (
+    cloudformation_iot,
     condition_cache,
     get_records,
     iot_cognito,
+    iot_device_ca,
     isolation,
     item_responses,
     mock_integrations,
@@ -38,12 +43,14 @@ from infra.local.motohost.fixes import (
     stream_writes,
     transactions,
 )
+from infra.local.motohost.fixes.cloudformation_iot import apply_cloudformation_iot_fix
 from infra.local.motohost.fixes.condition_cache import apply_condition_cache
 from infra.local.motohost.fixes.get_records import (
     apply_get_records_response_fix,
     get_records_body,
 )
 from infra.local.motohost.fixes.iot_cognito import apply_iot_cognito_targets_fix
+from infra.local.motohost.fixes.iot_device_ca import apply_iot_device_ca_fix
 from infra.local.motohost.fixes.isolation import apply_dynamodb_isolation_fix
 from infra.local.motohost.fixes.item_responses import apply_dynamodb_response_fix
 from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
@@ -56,6 +63,7 @@ __all__ = [
     "FIX_MODULES",
     "MOTO_VERSION",
     "MotoVersionError",
+    "apply_cloudformation_iot_fix",
     "apply_condition_cache",
     "apply_dynamodb_isolation_fix",
     "apply_dynamodb_query_fix",
@@ -63,6 +71,7 @@ __all__ = [
     "apply_dynamodb_transaction_fixes",
     "apply_get_records_response_fix",
     "apply_iot_cognito_targets_fix",
+    "apply_iot_device_ca_fix",
     "apply_local_stack_fixes",
     "apply_mock_integrations_fix",
     "apply_routing_fix",
@@ -85,6 +94,8 @@ FIX_MODULES: tuple[ModuleType, ...] = (
     routing,
     iot_cognito,
     mock_integrations,
+    iot_device_ca,
+    cloudformation_iot,
 )
 """Every fix, in the order :func:`apply_local_stack_fixes` applies them."""
 
