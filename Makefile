@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(PY) bench/client.py
 	$(PY) bench/micro.py
 	$(PY) bench/startup.py
+	$(PY) bench/devices.py
 	$(PY) bench/web_client.py
 
 # The two wheels, in dist/: tidings-client (clients/python) and tidings. Earlier build output

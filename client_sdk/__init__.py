@@ -22,10 +22,11 @@ from client_sdk._errors import (
     TidingsError,
 )
 from client_sdk._options import ClientOptions
-from client_sdk._signin import Device, IdToken, Password, SignIn
+from client_sdk._signin import X509, Device, IdToken, Password, SignIn
 from client_sdk._state import ConnectionState
 
 __all__ = [
+    "X509",
     "AccessDenied",
     "AsyncSubscription",
     "AsyncTidings",

@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from client_sdk._errors import AccessDenied, BadRequest, CursorExpired, ServiceUnavailable
 from client_sdk._http import InFlight, request_json
-from client_sdk._session import CredentialSource
+from client_sdk._session import CredentialProvider
 
 __all__ = ["ChannelsApi"]
 
@@ -26,7 +26,7 @@ class ChannelsApi:
 
     def __init__(
         self,
-        credentials: CredentialSource,
+        credentials: CredentialProvider,
         context: ssl.SSLContext | None,
         region: str,
         api_url: str,

@@ -16,14 +16,14 @@ from client_sdk._core import ChannelState, ClientCore, OnChange, OnLost
 from client_sdk._delivery import Item
 from client_sdk._envelope import Change, ContinuityLost
 from client_sdk._options import ClientOptions
-from client_sdk._service import AwsService, Service
-from client_sdk._signin import Device, IdToken, Password, SignIn, sign_in_from_fields
+from client_sdk._service import Service, aws_service
+from client_sdk._signin import X509, Device, IdToken, Password, SignIn, sign_in_from_fields
 from client_sdk._state import ConnectionState
 
 __all__ = ["Subscription", "Tidings"]
 
 _OPTION_NAMES = frozenset(f.name for f in fields(ClientOptions))
-_SIGN_IN_TYPES = (Password, IdToken, Device)
+_SIGN_IN_TYPES = (Password, IdToken, Device, X509)
 
 
 class Subscription:
@@ -88,16 +88,16 @@ def resolve_connect_arguments(
         return sign_in, options if options is not None else ClientOptions.from_env(), False
     if sign_in is not None and not isinstance(sign_in, str):
         raise TypeError(
-            "connect() signs in with Password(username, password), IdToken(token) or "
-            f"Device(thing_name, secret), not {type(sign_in).__name__}"
+            "connect() signs in with Password(username, password), IdToken(token), "
+            f"Device(thing_name, secret) or X509(...), not {type(sign_in).__name__}"
         )
     if sign_in is not None and method is not None and sign_in != method:
         raise TypeError(f"connect() got two sign-in methods, {sign_in!r} and {method!r}")
     name = sign_in if sign_in is not None else method
     if name is None and not legacy:
         raise TypeError(
-            "connect() needs a sign-in: Password(username, password), IdToken(token) or "
-            "Device(thing_name, secret)"
+            "connect() needs a sign-in: Password(username, password), IdToken(token), "
+            "Device(thing_name, secret) or X509(...)"
         )
     overrides = {k: v for k, v in legacy.items() if k in _OPTION_NAMES}
     login_fields = {k: v for k, v in legacy.items() if k not in _OPTION_NAMES}
@@ -152,7 +152,8 @@ class Tidings:
     ) -> Tidings:
         """Sign in and connect: ``Tidings.connect(api_url, Password("ann", "..."))``.
 
-        ``sign_in`` is a :class:`Password`, :class:`IdToken` or :class:`Device`;
+        ``sign_in`` is a :class:`Password`, :class:`IdToken`, :class:`Device` or
+        :class:`X509` (a device with a certificate: no ``/v1/login``, MQTT over mutual TLS);
         ``options`` a :class:`ClientOptions` (default: :meth:`ClientOptions.from_env`).
         Returns once the push connection is up, or once polling the API works instead.
 
@@ -176,7 +177,7 @@ class Tidings:
                 stacklevel=2,
             )
         deadline = time.monotonic() + chosen.connect_timeout_s
-        service = AwsService(api_url, typed, chosen)
+        service = aws_service(api_url, typed, chosen)
         try:
             service.sign_in(chosen.connect_timeout_s)
         except BaseException:
@@ -199,7 +200,8 @@ class Tidings:
     # ------------------------------------------------------------------ properties
     @property
     def identity_id(self) -> str:
-        """The signed-in Cognito identity (``users/<identity_id>/...`` is its own channel)."""
+        """The signed-in Cognito identity (``users/<identity_id>/...`` is its own channel); an
+        :class:`X509` device's thing name."""
         return self._core.service.identity_id
 
     @property
@@ -252,8 +254,9 @@ class Tidings:
 
         ``after=None`` starts at the channel's current head; ``after=N`` delivers everything
         after ``seq`` N first. ``users/me/...`` stands for the signed-in identity's own
-        channel. Raises :class:`AccessDenied` at once if the identity may not read the
-        channel, :class:`ClientClosed` after :meth:`close`.
+        channel, and ``things/me/...`` for an :class:`X509` device's thing. Raises
+        :class:`AccessDenied` at once if the identity may not read the channel,
+        :class:`ClientClosed` after :meth:`close`.
 
         The callbacks run on the channel's own delivery thread, one at a time and in order;
         callbacks of different channels may run at the same time. An exception from a

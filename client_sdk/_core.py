@@ -221,10 +221,14 @@ class ClientCore:
 
     # ------------------------------------------------------------------ subscriptions
     def expand(self, channel: str) -> str:
-        """``users/me/...`` → ``users/<identityId>/...``."""
+        """``users/me/...`` → ``users/<identityId>/...``; for an X.509 device,
+        ``things/me/...`` → ``things/<thing name>/...``."""
         parts = channel.strip("/").split("/")
-        if len(parts) >= 2 and parts[0] == "users" and parts[1] == "me":
-            parts[1] = self.service.identity_id
+        if len(parts) >= 2 and parts[1] == "me":
+            if parts[0] == "users":
+                parts[1] = self.service.identity_id
+            elif parts[0] == "things" and self.service.thing_name:
+                parts[1] = self.service.thing_name
         return "/".join(parts)
 
     def subscribe(self, channel: str, sink: Sink, after: int | None) -> ChannelState:
@@ -710,6 +714,7 @@ class ClientCore:
                 self._probe()
         if (
             link == "push"
+            and self.service.connection_expires
             and not self._retiring
             and now - self._connected_at >= self.options.max_connection_age_s
         ):

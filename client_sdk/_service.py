@@ -1,10 +1,14 @@
 """The stack as the client's control loop sees it: who signed in, the channels API, and push
 transports.
 
-:class:`AwsService` is the real one: ``POST /v1/login`` and Cognito credentials
-(:class:`~client_sdk._session.CredentialSource`), the SigV4-signed channels API
-(:class:`~client_sdk._api.ChannelsApi`) and MQTT transports to AWS IoT. ``client_sdk.testing``
-supplies an in-memory one, so an application's tests run the real client without a stack.
+:class:`AwsService` is the real one for a signed-in user: ``POST /v1/login`` and Cognito
+credentials (:class:`~client_sdk._session.CredentialSource`), the SigV4-signed channels API
+(:class:`~client_sdk._api.ChannelsApi`) and MQTT over SigV4 WebSockets to AWS IoT.
+:class:`DeviceService` is the real one for an X.509 device: no sign-in, credentials from the
+AWS IoT credentials provider (:class:`~client_sdk._iot_credentials.DeviceCredentialSource`),
+the same channels API, and MQTT over mutual TLS as the thing. :func:`aws_service` picks one.
+``client_sdk.testing`` supplies an in-memory one, so an application's tests run the real
+client without a stack.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any, Protocol
 from client_sdk._api import ChannelsApi
 from client_sdk._errors import SignInFailed
 from client_sdk._http import ssl_context
+from client_sdk._iot_credentials import DeviceCredentialSource
 from client_sdk._options import ClientOptions
-from client_sdk._session import CredentialSource
-from client_sdk._signin import SignIn, login_body
+from client_sdk._session import CredentialProvider, CredentialSource
+from client_sdk._signin import X509, SignIn, login_body
 from client_sdk._transport import (
     Mqtt5Transport,
     PushTransport,
@@ -29,7 +34,7 @@ from client_sdk._transport import (
     new_client_id,
 )
 
-__all__ = ["AwsService", "Service"]
+__all__ = ["AwsService", "DeviceService", "Service", "aws_service"]
 
 
 class Service(Protocol):
@@ -38,6 +43,12 @@ class Service(Protocol):
     identity_id: str
     topic_prefix: str
     readable_channels: tuple[str, ...]
+    thing_name: str | None
+    """The thing an X.509 device is (``things/me/...`` expands to it); None for a user."""
+    connection_expires: bool
+    """True when AWS IoT closes the push connection at 24 h (a SigV4 WebSocket), so the client
+    renews it at ``max_connection_age_s``; False over mutual TLS, which has no such limit
+    (and where a second connection with the thing's client id would take the first over)."""
 
     def head(self, channel: str) -> dict[str, Any]:
         """``{"channel", "head", "epoch"}``; raises ``AccessDenied`` for a channel it may
@@ -68,8 +79,52 @@ class Service(Protocol):
         ...
 
 
-class AwsService:
-    """The real stack: sign-in, Cognito credentials, the channels API, AWS IoT."""
+class _ChannelsService:
+    """What both real services share: the channels API signed with a credential provider."""
+
+    credentials: CredentialProvider
+    api: ChannelsApi | None
+    thing_name: str | None = None
+    connection_expires = True
+
+    def _api(self) -> ChannelsApi:
+        if self.api is None:
+            raise RuntimeError("sign_in() first")
+        return self.api
+
+    def head(self, channel: str) -> dict[str, Any]:
+        """The channel's head and epoch."""
+        return self._api().head(channel)
+
+    def changes(
+        self, channel: str, after: int, limit: int, wait: float, epoch: int | None
+    ) -> dict[str, Any]:
+        """The channel's changes after ``after``."""
+        return self._api().changes(channel, after, limit, wait, epoch)
+
+    def refused(self) -> SignInFailed | None:
+        """The last refusal, if the last sign-in (or credentials fetch) was refused."""
+        return self.credentials.refused
+
+    def counters(self) -> dict[str, int]:
+        """Sign-ins, credential fetches and API calls so far."""
+        return {
+            "logins": self.credentials.logins,
+            "credential_refreshes": self.credentials.refreshes,
+            "api_calls": self.api.calls if self.api is not None else 0,
+        }
+
+    def close(self) -> None:
+        """End the requests under way (long-polls, sign-ins) and refuse new ones."""
+        self.credentials.close()
+        if self.api is not None:
+            self.api.close()
+
+
+class AwsService(_ChannelsService):
+    """The real stack for a user: sign-in, Cognito credentials, the channels API, AWS IoT."""
+
+    credentials: CredentialSource
 
     def __init__(
         self,
@@ -112,21 +167,6 @@ class AwsService:
         self.readable_channels = session.channels
         self.api = ChannelsApi(credentials, self.context, session.region, session.api_url)
 
-    def _api(self) -> ChannelsApi:
-        if self.api is None:
-            raise RuntimeError("sign_in() first")
-        return self.api
-
-    def head(self, channel: str) -> dict[str, Any]:
-        """The channel's head and epoch."""
-        return self._api().head(channel)
-
-    def changes(
-        self, channel: str, after: int, limit: int, wait: float, epoch: int | None
-    ) -> dict[str, Any]:
-        """The channel's changes after ``after``."""
-        return self._api().changes(channel, after, limit, wait, epoch)
-
     def new_transport(self, events: TransportEvents) -> PushTransport:
         """An MQTT 5 (or v1) transport to the session's AWS IoT endpoint."""
         session = self.credentials.session
@@ -146,20 +186,83 @@ class AwsService:
             ),
         )
 
-    def refused(self) -> SignInFailed | None:
-        """The last sign-in refusal, if the last sign-in was refused."""
-        return self.credentials.refused
 
-    def counters(self) -> dict[str, int]:
-        """Sign-ins, credential fetches and API calls so far."""
-        return {
-            "logins": self.credentials.logins,
-            "credential_refreshes": self.credentials.refreshes,
-            "api_calls": self.api.calls if self.api is not None else 0,
-        }
+class DeviceService(_ChannelsService):
+    """The real stack for an X.509 device: no sign-in; the AWS IoT credentials provider for
+    the channels API; MQTT over mutual TLS with the thing name as client id.
 
-    def close(self) -> None:
-        """End the requests under way (long-polls, sign-ins) and refuse new ones."""
-        self.credentials.close()
-        if self.api is not None:
-            self.api.close()
+    The thing name is the client id AWS IoT's thing policies require, so each connection
+    takes the device's previous one over: two clients of one device keep knocking each other
+    off. A mutual TLS connection has no 24 h limit, so it is not renewed at
+    ``max_connection_age_s`` (a renewal would only race the old connection for the id).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        device: X509,
+        options: ClientOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.options = options
+        self.device = device
+        self.api_url = api_url
+        self.context = context or ssl_context(options.ca_file)
+        self.iot_ca_file = device.ca_file or options.ca_file
+        self.credentials: DeviceCredentialSource = DeviceCredentialSource(
+            device,
+            ca_file=self.iot_ca_file,
+            refresh_margin_s=options.refresh_margin_s,
+            clock=clock,
+        )
+        self.api = None
+        self.identity_id = device.thing_name
+        self.thing_name = device.thing_name
+        self.connection_expires = False
+        self.topic_prefix = device.topic_prefix
+        self.readable_channels: tuple[str, ...] = ()
+
+    def sign_in(self, timeout: float) -> None:
+        """Fetch the first credentials from the credentials provider within ``timeout``.
+
+        Raises ``SignInFailed`` (the certificate, thing or role alias refused; ``RateLimited``),
+        ``ServiceUnavailable`` (``ConnectTimeout``).
+        """
+        credentials = self.credentials
+        credentials.timeout = max(0.1, timeout)
+        try:
+            credentials.get()
+        finally:
+            credentials.timeout = 30.0
+        self.api = ChannelsApi(credentials, self.context, self.device.region, self.api_url)
+
+    def new_transport(self, events: TransportEvents) -> PushTransport:
+        """An MQTT 5 (or v1) transport over mutual TLS, as the thing."""
+        device = self.device
+        kind = V1Transport if self.options.transport == "v1" else Mqtt5Transport
+        return kind(
+            events,
+            None,
+            TransportSettings(
+                endpoint=device.endpoint,
+                port=device.port,
+                region=device.region,
+                ca_file=self.iot_ca_file,
+                client_id=device.thing_name,
+                min_backoff_ms=self.options.min_backoff_ms,
+                max_backoff_ms=self.options.max_backoff_ms,
+                keep_alive_s=self.options.keep_alive_s,
+                certificate=(device.cert_file, device.key_file),
+            ),
+        )
+
+
+def aws_service(
+    api_url: str, sign_in: SignIn, options: ClientOptions
+) -> AwsService | DeviceService:
+    """The real service for ``sign_in``: a device's for :class:`X509`, a user's otherwise."""
+    if isinstance(sign_in, X509):
+        return DeviceService(api_url, sign_in, options)
+    return AwsService(api_url, sign_in, options)

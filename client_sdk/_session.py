@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from client_sdk._errors import (
     BadRequest,
@@ -30,7 +30,7 @@ from client_sdk._errors import (
 )
 from client_sdk._http import InFlight, request_json
 
-__all__ = ["AwsCredentials", "CredentialSource", "LoginResult", "login"]
+__all__ = ["AwsCredentials", "CredentialProvider", "CredentialSource", "LoginResult", "login"]
 
 Clock = Callable[[], float]
 
@@ -61,13 +61,36 @@ class AwsCredentials:
     expiration: float
 
 
-def _parse_time(value: Any) -> float:
+class CredentialProvider(Protocol):
+    """Where the channels API and the WebSocket transports get credentials: a signed-in
+    user's (:class:`CredentialSource`) or an X.509 device's (the AWS IoT credentials
+    provider, :class:`~client_sdk._iot_credentials.DeviceCredentialSource`)."""
+
+    refused: SignInFailed | None
+    logins: int
+    refreshes: int
+    timeout: float
+
+    def get(self) -> AwsCredentials:
+        """Credentials valid for at least the refresh margin (refreshing if needed)."""
+        ...
+
+    def invalidate(self) -> None:
+        """Forget the cached credentials (after a 403 that says they are expired)."""
+        ...
+
+    def close(self) -> None:
+        """End the requests under way and refuse new ones."""
+        ...
+
+
+def parse_time(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def _unreachable(url: str, exc: OSError) -> ServiceUnavailable:
+def unreachable(url: str, exc: OSError) -> ServiceUnavailable:
     if isinstance(exc, TimeoutError):
         return ConnectTimeout(f"{url} did not answer in time: {exc}")
     return ServiceUnavailable(f"cannot reach {url}: {exc}")
@@ -94,7 +117,7 @@ def login(
             in_flight=in_flight,
         )
     except OSError as exc:
-        raise _unreachable(url, exc) from exc
+        raise unreachable(url, exc) from exc
     answer = response.body if isinstance(response.body, dict) else {}
     message = str(answer.get("message") or f"login answered HTTP {response.status}")
     if response.status == 429:
@@ -110,7 +133,7 @@ def login(
         return LoginResult(
             identity_id=answer["identityId"],
             token=answer["token"],
-            expires_at=_parse_time(answer["expiresAt"]),
+            expires_at=parse_time(answer["expiresAt"]),
             region=answer["region"],
             identity_pool_id=answer.get("identityPoolId", ""),
             iot_endpoint=iot["endpoint"],
@@ -241,7 +264,7 @@ class CredentialSource:
                 in_flight=self.in_flight,
             )
         except OSError as exc:
-            raise _unreachable(url, exc) from exc
+            raise unreachable(url, exc) from exc
         answer = response.body if isinstance(response.body, dict) else {}
         if response.status != 200:
             kind = str(answer.get("__type", ""))
@@ -254,5 +277,5 @@ class CredentialSource:
             raw["AccessKeyId"],
             raw["SecretKey"],
             raw["SessionToken"],
-            _parse_time(raw["Expiration"]),
+            parse_time(raw["Expiration"]),
         )

@@ -1,4 +1,8 @@
-"""Push transports: MQTT 5 over a SigV4 WebSocket (awscrt), and AWSIoTPythonSDK for legacy.
+"""Push transports: MQTT 5 (awscrt), and AWSIoTPythonSDK for legacy devices.
+
+Each connects in one of two ways: over a SigV4-signed WebSocket with the identity's AWS
+credentials (a signed-in user), or over mutual TLS with an X.509 device's certificate
+(``TransportSettings.certificate``; the client id is then the thing name).
 
 Both present the same small interface to the client: ``start``, ``subscribe`` (raises
 :class:`~client_sdk.AccessDenied` when the broker refuses), ``unsubscribe``, ``stop``, and
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from client_sdk._errors import AccessDenied, ServiceUnavailable
-from client_sdk._session import CredentialSource
+from client_sdk._session import CredentialProvider
 
 __all__ = [
     "Mqtt5Transport",
@@ -29,6 +33,7 @@ __all__ = [
     "TransportEvents",
     "TransportSettings",
     "V1Transport",
+    "new_client_id",
 ]
 
 log = logging.getLogger("tidings.client")
@@ -72,6 +77,15 @@ class TransportSettings:
     min_backoff_ms: int = 500
     max_backoff_ms: int = 20_000
     keep_alive_s: int = 60
+    certificate: tuple[str, str] | None = None
+    """``(cert_file, key_file)``: MQTT over mutual TLS as an X.509 device; None: a SigV4
+    WebSocket signed with the credential source's credentials."""
+
+
+def _needs(credentials: CredentialProvider | None) -> CredentialProvider:
+    if credentials is None:
+        raise ValueError("a WebSocket transport needs a credential source")
+    return credentials
 
 
 def new_client_id(identity_id: str) -> str:
@@ -80,12 +94,12 @@ def new_client_id(identity_id: str) -> str:
 
 
 class Mqtt5Transport:
-    """awsiotsdk's MQTT 5 client over a SigV4-signed WebSocket."""
+    """awsiotsdk's MQTT 5 client over a SigV4-signed WebSocket, or over mutual TLS."""
 
     def __init__(
         self,
         events: TransportEvents,
-        credentials: CredentialSource,
+        credentials: CredentialProvider | None,
         settings: TransportSettings,
     ) -> None:
         from awscrt import auth, mqtt5
@@ -98,18 +112,26 @@ class Mqtt5Transport:
         self._stopped = threading.Event()
         self._stopping = False
 
-        def fresh() -> Any:
-            creds = credentials.get()
-            return auth.AwsCredentials(
-                creds.access_key_id, creds.secret_access_key, creds.session_token
-            )
-
         options: dict[str, Any] = {}
         if settings.ca_file:
             options["ca_filepath"] = settings.ca_file
-        self._client = mqtt5_client_builder.websockets_with_default_aws_signing(
-            region=settings.region,
-            credentials_provider=auth.AwsCredentialsProvider.new_delegate(fresh),
+        if settings.certificate is not None:
+            # port 443: the builder offers ALPN x-amzn-mqtt-ca itself
+            build: Callable[..., Any] = mqtt5_client_builder.mtls_from_path
+            options["cert_filepath"], options["pri_key_filepath"] = settings.certificate
+        else:
+            source = _needs(credentials)
+
+            def fresh() -> Any:
+                creds = source.get()
+                return auth.AwsCredentials(
+                    creds.access_key_id, creds.secret_access_key, creds.session_token
+                )
+
+            build = mqtt5_client_builder.websockets_with_default_aws_signing
+            options["region"] = settings.region
+            options["credentials_provider"] = auth.AwsCredentialsProvider.new_delegate(fresh)
+        self._client = build(
             endpoint=settings.endpoint,
             port=settings.port,
             client_id=settings.client_id,
@@ -192,22 +214,23 @@ class Mqtt5Transport:
 
 
 class V1Transport:
-    """AWSIoTPythonSDK 1.x in websocket mode (legacy devices and Greengrass v1 cores)."""
+    """AWSIoTPythonSDK 1.x (legacy devices and Greengrass v1 cores): in websocket mode, or
+    over mutual TLS with a device certificate."""
 
     def __init__(
         self,
         events: TransportEvents,
-        credentials: CredentialSource,
+        credentials: CredentialProvider | None,
         settings: TransportSettings,
     ) -> None:
         from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
         self.client_id = settings.client_id
         self._events = events
-        self._credentials = credentials
+        self._credentials = None if settings.certificate is not None else _needs(credentials)
         self._keep_alive_s = settings.keep_alive_s
         endpoint, port = settings.endpoint, settings.port
-        client = AWSIoTMQTTClient(settings.client_id, useWebsocket=True)
+        client = AWSIoTMQTTClient(settings.client_id, useWebsocket=settings.certificate is None)
         if ".iot." in endpoint and ".amazonaws." in endpoint:
             client.configureEndpoint(endpoint, port)
         else:
@@ -215,7 +238,12 @@ class V1Transport:
             # socket factory while TLS checks the AWS-style name the local certificate carries.
             client.configureEndpoint(f"local-ats.iot.{settings.region}.amazonaws.com", port)
             client.configureSocketFactory(lambda: socket.create_connection((endpoint, port)))
-        client.configureCredentials(settings.ca_file or _default_ca())
+        if settings.certificate is not None:
+            cert_file, key_file = settings.certificate
+            # port 443: the SDK offers ALPN x-amzn-mqtt-ca itself
+            client.configureCredentials(settings.ca_file or _default_ca(), key_file, cert_file)
+        else:
+            client.configureCredentials(settings.ca_file or _default_ca())
         client.configureAutoReconnectBackoffTime(
             max(1, settings.min_backoff_ms // 1000), max(2, settings.max_backoff_ms // 1000), 20
         )
@@ -231,6 +259,8 @@ class V1Transport:
         self._refresh_credentials()
 
     def _refresh_credentials(self) -> None:
+        if self._credentials is None:
+            return  # mutual TLS: the certificate does not expire with the connection
         creds = self._credentials.get()
         self._client.configureIAMCredentials(
             creds.access_key_id, creds.secret_access_key, creds.session_token

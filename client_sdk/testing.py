@@ -98,6 +98,8 @@ class InMemoryStack:
         self, identity_id: str = DEFAULT_IDENTITY, readable: Iterable[str] | None = None
     ) -> None:
         self.identity_id = identity_id
+        self.thing_name: str | None = None
+        self.connection_expires = True
         self.topic_prefix = TOPIC_PREFIX
         self.readable_channels: tuple[str, ...] = tuple(
             readable if readable is not None else (f"users/{identity_id}/todos",)

@@ -349,6 +349,8 @@ def _add(
         "wssPort": int(wss_port) if wss_port else None,
         "roleAlias": _stack_value(cloudformation, ROLE_ALIAS_OUTPUT, ROLE_ALIAS),
         "credentialsEndpoint": settings.get("TIDINGS_CREDENTIALS_ENDPOINT") or None,
+        "region": settings.get("AWS_REGION") or "us-east-1",
+        "topicPrefix": f"tidings/{settings.get('TIDINGS_STAGE') or 'dev'}/",
     }
     files["json"].write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     print(

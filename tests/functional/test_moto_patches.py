@@ -211,6 +211,23 @@ def test_iot_cognito_patch_leaves_other_targets_to_moto(motos: Motos) -> None:
     assert codes == ["ResourceNotFoundException"] * 2
 
 
+def test_iot_cognito_patch_lets_a_certificate_be_deleted_beside_an_identity(
+    motos: Motos,
+) -> None:
+    """``apply_iot_cognito_targets_fix``: with a policy attached to an identity, deleting an
+    inactive certificate works (moto asked the identity for its certificate id: a 500)."""
+    iot = motos.client("iot", motos.patched)
+    iot.create_policy(policyName="p-identity", policyDocument='{"Version": "2012-10-17"}')
+    iot.attach_policy(policyName="p-identity", target=IDENTITY_ID)
+    created = iot.create_keys_and_certificate(setAsActive=False)
+    iot.delete_certificate(certificateId=created["certificateId"])
+    with pytest.raises(ClientError) as gone:
+        iot.describe_certificate(certificateId=created["certificateId"])
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    attached = iot.list_attached_policies(target=IDENTITY_ID)["policies"]
+    assert "p-identity" in [p["policyName"] for p in attached]  # the identity keeps its own
+
+
 # ------------------------------------------------------------------------------ routing
 HOSTS = [
     "dynamodb.{region}.amazonaws.com",

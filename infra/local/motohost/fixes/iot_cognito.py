@@ -6,7 +6,10 @@ target. The local stack's identity service (``infra/local/identity/``), not moto
 identity ids, so the login could not attach an identity's IoT policy.
 
 The fix wraps ``IoTBackend._get_principal``: a target shaped like an identity id
-(``<region>:<uuid>``) is taken as is; any other target is moto's to judge.
+(``<region>:<uuid>``) is taken as is; any other target is moto's to judge. The identity comes
+back as moto's own identities do (``{"IdentityId": ...}``), with ``certificate_id = None``:
+moto's ``DeleteCertificate`` asks every principal with a policy for its ``certificate_id``, and
+failed with a 500 once any identity had one (AWS deletes the certificate).
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from typing import Any
 __all__ = ["apply", "apply_iot_cognito_targets_fix"]
 
 _COGNITO_IDENTITY_ID = r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f-]{36}$"
+
+
+class _Identity(dict[str, str]):
+    """A Cognito identity as moto's IoT backend holds one, that is not a certificate."""
+
+    certificate_id = None
 
 
 def apply_iot_cognito_targets_fix() -> None:
@@ -36,7 +45,7 @@ def apply_iot_cognito_targets_fix() -> None:
 
     def get_principal(self: Any, principal_arn: str) -> Any:
         if pattern.match(principal_arn):
-            return {"IdentityId": principal_arn}
+            return _Identity(IdentityId=principal_arn)
         return original(self, principal_arn)
 
     backend._get_principal = get_principal
