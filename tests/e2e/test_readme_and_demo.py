@@ -19,9 +19,11 @@ from tests.support.local_stack import add_user, login_over_https
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def readme_python_blocks() -> list[str]:
+def readme_python_blocks(device: bool = False) -> list[str]:
+    """The README's Python examples: the device's (an X.509 thing) or all the others."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return [block for block in blocks if ("X509" in block) == device]
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,59 @@ def test_readme_web_example_runs_in_chromium(stack_env: dict[str, str], shared_s
     assert "refused: AccessDenied" in said, said
     assert any(re.fullmatch(r"scores cursor \d+", line) for line in said), said
     assert said.index("state: live") < said.index("state: signed_out"), said
+
+
+def readme_device_commands() -> list[list[str]]:
+    """The `tidings devices` lines of the README's sh blocks, block by block."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    return [
+        [line.split("#")[0].strip() for line in block.splitlines() if "tidings devices" in line]
+        for block in blocks
+        if "tidings devices" in block
+    ]
+
+
+def test_readme_device_commands_and_example_run(
+    stack_env: dict[str, str], shared_stack, tmp_path: Path
+) -> None:
+    (tmp_path / ".tidings").symlink_to(shared_stack.config.state_dir)  # `tidings up` was here
+    first, last = readme_device_commands()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+
+    def run(line: str) -> str:
+        assert line.startswith(".venv/bin/tidings devices "), line
+        args = line.split()[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.cli", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        return done.stdout
+
+    outputs = [run(line) for line in first]
+    assert "pump-1" in outputs[-1]  # listed
+    shared_stack.client("dynamodb").put_item(
+        TableName=shared_stack.tables["DeviceSettingsTable"],
+        Item={"thing": {"S": "pump-1"}, "setting": {"S": "rate"}, "value": {"N": "5"}},
+    )
+    [example] = readme_python_blocks(device=True)
+    script = tmp_path / "device_example.py"
+    script.write_text(example, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=stack_env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert re.search(r"^1 insert \{.*'value': 5", result.stdout, re.MULTILINE), result.stdout
+    for line in last:
+        run(line)
+    assert "pump-1" not in run(".venv/bin/tidings devices list")
