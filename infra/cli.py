@@ -188,8 +188,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--port",
         type=int,
         default=8443,
-        help="the AWS IoT endpoint's port; the API, sign-in and AWS services take the next "
-        "three (default 8443)",
+        help="the AWS IoT endpoint's port; the API, sign-in, AWS services, the web page, MQTT "
+        "over mutual TLS for devices and the IoT credentials provider take the next six "
+        "(default 8443)",
     )
     up.add_argument(
         "--template",
@@ -225,9 +226,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--port",
         type=int,
         default=8443,
-        help="with --web: the AWS IoT endpoint's port; the API, sign-in, AWS services and the "
-        "web page take the next four (default 8443: the page at http://127.0.0.1:8447/); 0 "
-        "picks free ports",
+        help="with --web: the AWS IoT endpoint's port; the API, sign-in, AWS services, the "
+        "web page, MQTT over mutual TLS and the credentials provider take the next six "
+        "(default 8443: the page at http://127.0.0.1:8447/); 0 picks free ports",
     )
     demo.add_argument(
         "--duration",
