@@ -86,7 +86,6 @@ __all__ = [
     "CredentialsProvider",
     "CredentialsProviderError",
     "RoleAlias",
-    "device_client_auth_context",
 ]
 
 log = logging.getLogger("tidings.credentials")
@@ -342,14 +341,6 @@ class _Handler(RefusingRequestHandler):
         )
 
 
-def device_client_auth_context(tls: TlsFiles, device_ca_file: str | Path) -> ssl.SSLContext:
-    """The stack's server TLS context, requiring a client certificate from the device CA."""
-    context = tls.server_context()
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=str(device_ca_file))
-    return context
-
-
 class CredentialsProvider(ServerThread):
     """``with CredentialsProvider(devices, aliases, store, tls, device_ca) as p: p.url``
 
@@ -395,7 +386,7 @@ class CredentialsProvider(ServerThread):
 
         Handler.issuer = issuer
         Handler.request_timeout_s = timeout
-        context = device_client_auth_context(self._tls, self._device_ca_file)
+        context = self._tls.mutual_tls_context(self._device_ca_file)
         server = TlsThreadingHTTPServer(("127.0.0.1", self._port), Handler, context)
         server.handshake_timeout_s = timeout
         return server

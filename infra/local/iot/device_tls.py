@@ -49,9 +49,7 @@ _ALPN_EXTENSION = 0x0010
 def mtls_context(tls: TlsFiles, device_ca_file: Path) -> ssl.SSLContext:
     """The server context for MQTT over mutual TLS: the gateway's server certificate, and a
     client certificate that chains to ``device_ca_file`` required."""
-    context = tls.server_context()
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=str(device_ca_file))
+    context = tls.mutual_tls_context(device_ca_file)
     context.set_alpn_protocols([MQTT_ALPN])
     return context
 

@@ -47,6 +47,14 @@ class TlsFiles:
         context.options |= ssl.OP_NO_COMPRESSION
         return context
 
+    def mutual_tls_context(self, client_ca_file: str | Path) -> ssl.SSLContext:
+        """:meth:`server_context` that also requires a client certificate chaining to
+        ``client_ca_file`` (the device CA: the gateway's MQTT port, the credentials provider)."""
+        context = self.server_context()
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(client_ca_file))
+        return context
+
     def client_context(self) -> ssl.SSLContext:
         """A TLS client context that trusts only the local CA (for tests and tools)."""
         return ssl.create_default_context(cafile=str(self.ca_file))
