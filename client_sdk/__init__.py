@@ -22,7 +22,7 @@ from client_sdk._errors import (
     TidingsError,
 )
 from client_sdk._options import ClientOptions
-from client_sdk._signin import X509, Device, IdToken, Password, SignIn
+from client_sdk._signin import X509, Device, GreengrassCore, IdToken, Password, SignIn
 from client_sdk._state import ConnectionState
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "ContinuityLost",
     "CursorExpired",
     "Device",
+    "GreengrassCore",
     "IdToken",
     "Password",
     "RateLimited",

@@ -17,13 +17,21 @@ from client_sdk._delivery import Item
 from client_sdk._envelope import Change, ContinuityLost
 from client_sdk._options import ClientOptions
 from client_sdk._service import Service, aws_service
-from client_sdk._signin import X509, Device, IdToken, Password, SignIn, sign_in_from_fields
+from client_sdk._signin import (
+    X509,
+    Device,
+    GreengrassCore,
+    IdToken,
+    Password,
+    SignIn,
+    sign_in_from_fields,
+)
 from client_sdk._state import ConnectionState
 
 __all__ = ["Subscription", "Tidings"]
 
 _OPTION_NAMES = frozenset(f.name for f in fields(ClientOptions))
-_SIGN_IN_TYPES = (Password, IdToken, Device, X509)
+_SIGN_IN_TYPES = (Password, IdToken, Device, X509, GreengrassCore)
 
 
 class Subscription:
@@ -152,8 +160,9 @@ class Tidings:
     ) -> Tidings:
         """Sign in and connect: ``Tidings.connect(api_url, Password("ann", "..."))``.
 
-        ``sign_in`` is a :class:`Password`, :class:`IdToken`, :class:`Device` or
-        :class:`X509` (a device with a certificate: no ``/v1/login``, MQTT over mutual TLS);
+        ``sign_in`` is a :class:`Password`, :class:`IdToken`, :class:`Device`,
+        :class:`X509` (a device with a certificate: no ``/v1/login``, MQTT over mutual TLS)
+        or :class:`GreengrassCore` (a Greengrass v2 component: the nucleus's IPC);
         ``options`` a :class:`ClientOptions` (default: :meth:`ClientOptions.from_env`).
         Returns once the push connection is up, or once polling the API works instead.
 

@@ -107,6 +107,7 @@ class ClientCore:
         self._transport: PushTransport | None = None
         self._retiring: list[PushTransport] = []
         self._connected_at = 0.0
+        self._verified_at = clock()
         self._changed = threading.Condition()
         self._count_lock = threading.Lock()
         self._unhandled = 0  # events queued and not yet handled
@@ -712,6 +713,8 @@ class ClientCore:
                     self._run(channel, channel.order.resume())
             if not resumed:
                 self._probe()
+        if link == "push" and self.service.push_may_miss:
+            self._verify_channels(now)
         if (
             link == "push"
             and self.service.connection_expires
@@ -722,6 +725,16 @@ class ClientCore:
             self._connected_at = now
             self._stats["renewals"] += 1
             self._open_transport()
+
+    def _verify_channels(self, now: float) -> None:
+        """Read each idle channel after its cursor once every ``verify_interval_s``: what a
+        transport that cannot see its connection missed arrives this way."""
+        if now - self._verified_at < self.options.verify_interval_s:
+            return
+        self._verified_at = now
+        for channel in self._live_channels():
+            if channel.ready and not channel.held and not channel.order.filling:
+                self._run(channel, channel.order.resume())
 
     def _probe(self) -> None:
         """In poll mode with nothing to poll: check that the API answers."""

@@ -33,7 +33,13 @@ from client_sdk._http import HttpResponse, InFlight, request_json
 from client_sdk._session import AwsCredentials, parse_time, unreachable
 from client_sdk._signin import X509
 
-__all__ = ["DeviceCredentialSource", "credentials_from_answer", "device_tls_context"]
+__all__ = [
+    "ContainerCredentialSource",
+    "DeviceCredentialSource",
+    "RenewingCredentials",
+    "credentials_from_answer",
+    "device_tls_context",
+]
 
 Clock = Callable[[], float]
 
@@ -113,25 +119,15 @@ def _text(raw: Mapping[str, Any], name: str) -> str:
     return value
 
 
-class DeviceCredentialSource:
-    """An X.509 device's role credentials, renewed ahead of expiry (thread-safe).
-
-    The same interface as :class:`~client_sdk._session.CredentialSource`: ``get``,
-    ``invalidate``, ``close``, ``refused``, and the counters ``logins`` (always 0: a device
-    does not sign in) and ``refreshes``.
-    """
+class RenewingCredentials:
+    """Temporary credentials fetched by :meth:`_fetch` and renewed ahead of expiry
+    (thread-safe), with the interface of :class:`~client_sdk._session.CredentialSource`:
+    ``get``, ``invalidate``, ``close``, ``refused``, and the counters ``logins`` (always 0:
+    nobody signs in) and ``refreshes``."""
 
     def __init__(
-        self,
-        device: X509,
-        *,
-        ca_file: str | None,
-        refresh_margin_s: float = 300.0,
-        clock: Clock = time.time,
-        timeout: float = 30.0,
+        self, *, refresh_margin_s: float = 300.0, clock: Clock = time.time, timeout: float = 30.0
     ) -> None:
-        self.device = device
-        self.ca_file = ca_file
         self.refresh_margin_s = refresh_margin_s
         self.clock = clock
         self.timeout = timeout
@@ -143,7 +139,6 @@ class DeviceCredentialSource:
         """The last refusal (a throttle aside); None once credentials were issued."""
         self.logins = 0
         self.refreshes = 0
-        device_tls_context(device, ca_file)  # a missing or broken file fails here, at once
 
     def get(self) -> AwsCredentials:
         """Credentials valid for at least the refresh margin (fetching if needed).
@@ -170,6 +165,27 @@ class DeviceCredentialSource:
     def close(self) -> None:
         """End the request under way and refuse new ones."""
         self.in_flight.abort()
+
+    def _fetch(self) -> AwsCredentials:
+        raise NotImplementedError
+
+
+class DeviceCredentialSource(RenewingCredentials):
+    """An X.509 device's role credentials from the AWS IoT credentials provider."""
+
+    def __init__(
+        self,
+        device: X509,
+        *,
+        ca_file: str | None,
+        refresh_margin_s: float = 300.0,
+        clock: Clock = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(refresh_margin_s=refresh_margin_s, clock=clock, timeout=timeout)
+        self.device = device
+        self.ca_file = ca_file
+        device_tls_context(device, ca_file)  # a missing or broken file fails here, at once
 
     def _fetch(self) -> AwsCredentials:
         device = self.device
@@ -201,5 +217,63 @@ class DeviceCredentialSource:
         except SignInFailed as exc:
             self.refused = exc
             raise
+        self.refused = None
+        return credentials
+
+
+class ContainerCredentialSource(RenewingCredentials):
+    """A Greengrass component's credentials from the nucleus's token exchange service.
+
+    ``GET <AWS_CONTAINER_CREDENTIALS_FULL_URI>`` with ``Authorization:
+    <AWS_CONTAINER_AUTHORIZATION_TOKEN>`` answers the container-credentials shape
+    (``{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}``) with the credentials of
+    the core device's role alias; the service gets them from the AWS IoT credentials provider
+    with the core's certificate, so the channels API sees the core device's thing.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        authorization_token: str,
+        *,
+        refresh_margin_s: float = 300.0,
+        clock: Clock = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(refresh_margin_s=refresh_margin_s, clock=clock, timeout=timeout)
+        self.uri = uri
+        self._token = authorization_token
+
+    def _fetch(self) -> AwsCredentials:
+        try:
+            response = request_json(
+                "GET",
+                self.uri,
+                headers={"Authorization": self._token},
+                timeout=self.timeout,
+                in_flight=self.in_flight,
+            )
+        except OSError as exc:
+            raise unreachable(self.uri, exc) from exc
+        body = response.body if isinstance(response.body, dict) else {}
+        if response.status != 200:
+            message = str(body.get("message") or body.get("Message") or f"HTTP {response.status}")
+            detail = f"the token exchange service ({self.uri}): {message} (HTTP {response.status})"
+            if response.status in (401, 403):
+                refused = SignInFailed(f"{detail}: the component's token was refused")
+                self.refused = refused
+                raise refused
+            raise ServiceUnavailable(detail)
+        try:
+            credentials = AwsCredentials(
+                access_key_id=_text(body, "AccessKeyId"),
+                secret_access_key=_text(body, "SecretAccessKey"),
+                session_token=_text(body, "Token"),
+                expiration=parse_time(body["Expiration"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServiceUnavailable(
+                f"the token exchange service's answer has no credentials ({exc!r})"
+            ) from exc
         self.refused = None
         return credentials

@@ -26,8 +26,10 @@ class ClientOptions:
     """The CA bundle to trust (the local stack's); None: the system trust store."""
     cognito_endpoint: str | None = None
     """Cognito Identity's endpoint; None: the region's public endpoint."""
-    transport: Literal["mqtt5", "v1"] = "mqtt5"
-    """``mqtt5`` (awsiotsdk) or ``v1`` (AWSIoTPythonSDK: legacy devices, Greengrass v1)."""
+    transport: Literal["mqtt5", "v1", "greengrass"] = "mqtt5"
+    """``mqtt5`` (awsiotsdk), ``v1`` (AWSIoTPythonSDK: legacy devices, Greengrass v1) or
+    ``greengrass`` (a Greengrass v2 component: the nucleus's IPC; the sign-in is then
+    :class:`~client_sdk.GreengrassCore`, which picks this transport by itself)."""
     connect_timeout_s: float = 15.0
     """How long ``connect()`` waits for a push connection or a working poll."""
     refresh_margin_s: float = 300.0
@@ -50,6 +52,10 @@ class ClientOptions:
     """MQTT keep-alive (AWS IoT clamps it to 30 to 1200 s)."""
     reorder_window_s: float = 0.2
     """How long a hole left by a push may wait for reordered pushes before it is filled."""
+    verify_interval_s: float = 30.0
+    """With a push transport that cannot see its own connection (a Greengrass component's:
+    the nucleus's link to AWS IoT is invisible to it), each channel is also read from the API
+    after its cursor this often, so changes published while the core was offline arrive."""
     max_buffered_changes: int = 1000
     """Changes a channel may hold for a slow callback before the client stops taking its
     pushes; it reads them from the API once the callback has caught up (nothing is lost)."""

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 
 from client_sdk._api import ChannelsApi
 from client_sdk._errors import SignInFailed
+from client_sdk._greengrass import GreengrassTransport
 from client_sdk._http import ssl_context
-from client_sdk._iot_credentials import DeviceCredentialSource
+from client_sdk._iot_credentials import ContainerCredentialSource, DeviceCredentialSource
 from client_sdk._options import ClientOptions
 from client_sdk._session import CredentialProvider, CredentialSource
-from client_sdk._signin import X509, SignIn, login_body
+from client_sdk._signin import X509, GreengrassCore, SignIn, login_body
 from client_sdk._transport import (
     Mqtt5Transport,
     PushTransport,
@@ -34,7 +35,7 @@ from client_sdk._transport import (
     new_client_id,
 )
 
-__all__ = ["AwsService", "DeviceService", "Service", "aws_service"]
+__all__ = ["AwsService", "DeviceService", "GreengrassService", "Service", "aws_service"]
 
 
 class Service(Protocol):
@@ -49,6 +50,9 @@ class Service(Protocol):
     """True when AWS IoT closes the push connection at 24 h (a SigV4 WebSocket), so the client
     renews it at ``max_connection_age_s``; False over mutual TLS, which has no such limit
     (and where a second connection with the thing's client id would take the first over)."""
+    push_may_miss: bool
+    """True when the push transport cannot see its connection to AWS IoT (a Greengrass
+    component's), so the client reads each channel every ``verify_interval_s`` as well."""
 
     def head(self, channel: str) -> dict[str, Any]:
         """``{"channel", "head", "epoch"}``; raises ``AccessDenied`` for a channel it may
@@ -86,6 +90,7 @@ class _ChannelsService:
     api: ChannelsApi | None
     thing_name: str | None = None
     connection_expires = True
+    push_may_miss = False
 
     def _api(self) -> ChannelsApi:
         if self.api is None:
@@ -259,10 +264,88 @@ class DeviceService(_ChannelsService):
         )
 
 
+class GreengrassService(_ChannelsService):
+    """The real stack for a Greengrass v2 component: the core device's thing is the identity,
+    the token exchange service's credentials sign the channels API, and pushes come through
+    the nucleus's IPC (:class:`~client_sdk._greengrass.GreengrassTransport`).
+
+    The nucleus holds the core's one connection to AWS IoT: it is not the component's to
+    renew (``connection_expires`` False), and its losses are invisible here
+    (``push_may_miss`` True).
+    """
+
+    push_may_miss = True
+
+    def __init__(
+        self,
+        api_url: str,
+        core: GreengrassCore,
+        options: ClientOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.options = options
+        self.core = core
+        self.api_url = api_url
+        self.context = context or ssl_context(options.ca_file)
+        self.credentials: ContainerCredentialSource = ContainerCredentialSource(
+            core.credentials_uri,
+            core.authorization_token,
+            refresh_margin_s=options.refresh_margin_s,
+            clock=clock,
+        )
+        self.api = None
+        self.identity_id = core.thing_name
+        self.thing_name = core.thing_name
+        self.connection_expires = False
+        self.topic_prefix = core.topic_prefix
+        self.readable_channels: tuple[str, ...] = ()
+
+    def sign_in(self, timeout: float) -> None:
+        """Fetch the first credentials from the token exchange service within ``timeout``.
+
+        Raises ``SignInFailed`` (the component's token refused), ``ServiceUnavailable``.
+        """
+        credentials = self.credentials
+        credentials.timeout = max(0.1, timeout)
+        try:
+            credentials.get()
+        finally:
+            credentials.timeout = 30.0
+        self.api = ChannelsApi(credentials, self.context, self.core.region, self.api_url)
+
+    def new_transport(self, events: TransportEvents) -> PushTransport:
+        """The nucleus's MQTT proxy over IPC."""
+        return GreengrassTransport(
+            events,
+            self.core,
+            min_backoff_ms=self.options.min_backoff_ms,
+            max_backoff_ms=self.options.max_backoff_ms,
+        )
+
+
 def aws_service(
     api_url: str, sign_in: SignIn, options: ClientOptions
-) -> AwsService | DeviceService:
-    """The real service for ``sign_in``: a device's for :class:`X509`, a user's otherwise."""
+) -> AwsService | DeviceService | GreengrassService:
+    """The real service for ``sign_in``: a device's for :class:`X509`, a component's for
+    :class:`GreengrassCore`, a user's otherwise.
+
+    Raises :class:`ValueError` for ``transport="greengrass"`` without a ``GreengrassCore``
+    sign-in, or a ``GreengrassCore`` with another transport.
+    """
+    if isinstance(sign_in, GreengrassCore):
+        if options.transport == "v1":
+            raise ValueError(
+                "GreengrassCore pushes through the nucleus's IPC: use transport='greengrass' "
+                "(or leave the default), not 'v1'"
+            )
+        return GreengrassService(api_url, sign_in, options)
+    if options.transport == "greengrass":
+        raise ValueError(
+            "transport='greengrass' is for a Greengrass v2 component: sign in with "
+            "GreengrassCore.from_environment()"
+        )
     if isinstance(sign_in, X509):
         return DeviceService(api_url, sign_in, options)
     return AwsService(api_url, sign_in, options)

@@ -23,13 +23,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "LEGACY_FIELDS",
     "LEGACY_OPTIONAL_FIELDS",
     "X509",
     "Device",
+    "GreengrassCore",
     "IdToken",
     "Password",
     "SignIn",
@@ -269,7 +270,97 @@ def _path_text(name: str, value: object) -> str:
     return text
 
 
-SignIn = Password | IdToken | Device | X509
+@dataclass(frozen=True, repr=False)
+class GreengrassCore:
+    """Run as a component on an AWS IoT Greengrass v2 core device (no ``/v1/login``).
+
+    The core device's thing is the identity: pushes arrive through the nucleus's IPC
+    (``SubscribeToIoTCore``; the recipe's ``aws.greengrass.ipc.mqttproxy`` access control
+    must allow the channels' topics), and the channels API is signed with the credentials of
+    the nucleus's token exchange service (the core's role alias). Make it with
+    :meth:`from_environment`, from the variables the nucleus gives a component.
+
+    ``ipc_socket`` and ``svcuid`` are the nucleus's IPC socket and the component's token
+    (``AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT``, ``SVCUID``);
+    ``credentials_uri`` and ``authorization_token`` the token exchange service's
+    (``AWS_CONTAINER_CREDENTIALS_FULL_URI``, ``AWS_CONTAINER_AUTHORIZATION_TOKEN``);
+    ``thing_name`` the core device (``AWS_IOT_THING_NAME``; ``things/me/...`` expands to
+    it); ``region`` is ``AWS_REGION``. ``repr`` hides both tokens.
+    """
+
+    thing_name: str
+    region: str
+    ipc_socket: str
+    svcuid: str
+    credentials_uri: str
+    authorization_token: str
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "ipc_socket": "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+        "svcuid": "SVCUID",
+        "credentials_uri": "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "authorization_token": "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "thing_name": "AWS_IOT_THING_NAME",
+        "region": "AWS_REGION",
+    }
+    """Each field and the variable the nucleus sets it in."""
+
+    def __post_init__(self) -> None:
+        _require_text(
+            "GreengrassCore",
+            thing_name=self.thing_name,
+            region=self.region,
+            ipc_socket=self.ipc_socket,
+            svcuid=self.svcuid,
+            credentials_uri=self.credentials_uri,
+            authorization_token=self.authorization_token,
+            topic_prefix=self.topic_prefix,
+        )
+        if not self.topic_prefix.endswith("/"):
+            raise ValueError(
+                "GreengrassCore: topic_prefix must end with '/' (tidings/<stage>/), "
+                f"not {self.topic_prefix!r}"
+            )
+        if not self.credentials_uri.startswith(("http://", "https://")):
+            raise ValueError(
+                f"GreengrassCore: credentials_uri must be an http(s) URL, not "
+                f"{self.credentials_uri!r}"
+            )
+
+    @classmethod
+    def from_environment(
+        cls, topic_prefix: str = DEFAULT_TOPIC_PREFIX, environ: Mapping[str, str] | None = None
+    ) -> GreengrassCore:
+        """The core this component runs on, from the nucleus's variables (``os.environ``).
+
+        Raises :class:`ValueError` naming the variables that are missing: the process was not
+        started by a nucleus (or its recipe does not declare the token exchange service as a
+        dependency, which sets the credentials variables).
+        """
+        env = os.environ if environ is None else environ
+        missing = [name for name in cls.ENVIRONMENT.values() if not env.get(name)]
+        if "AWS_REGION" in missing and env.get("AWS_DEFAULT_REGION"):
+            missing.remove("AWS_REGION")
+        if missing:
+            raise ValueError(
+                "GreengrassCore: not started by a Greengrass nucleus, these variables are "
+                f"missing: {', '.join(missing)} (the credentials ones come from a dependency on "
+                "aws.greengrass.TokenExchangeService)"
+            )
+        values = {field: env.get(name, "") for field, name in cls.ENVIRONMENT.items()}
+        values["region"] = values["region"] or env.get("AWS_DEFAULT_REGION", "")
+        return cls(**values, topic_prefix=topic_prefix)
+
+    def __repr__(self) -> str:
+        return (
+            f"GreengrassCore(thing_name={self.thing_name!r}, region={self.region!r}, "
+            f"ipc_socket={self.ipc_socket!r}, credentials_uri={self.credentials_uri!r}, "
+            f"svcuid={_HIDDEN}, authorization_token={_HIDDEN})"
+        )
+
+
+SignIn = Password | IdToken | Device | X509 | GreengrassCore
 """Any of the sign-in values :meth:`client_sdk.Tidings.connect` accepts."""
 
 LEGACY_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -301,8 +392,8 @@ def login_body(sign_in: SignIn) -> dict[str, str]:
         return {"method": "id_token", "id_token": sign_in.current()}
     if isinstance(sign_in, Device):
         return {"method": "device", "thing_name": sign_in.thing_name, "secret": sign_in.secret}
-    if isinstance(sign_in, X509):
-        raise TypeError("an X509 device does not use /v1/login: its certificate is its identity")
+    if isinstance(sign_in, X509 | GreengrassCore):
+        raise TypeError(f"{type(sign_in).__name__} does not use /v1/login")
     raise TypeError(
         f"sign in with Password(...), IdToken(...) or Device(...), not {type(sign_in).__name__}"
     )

@@ -100,6 +100,7 @@ class InMemoryStack:
         self.identity_id = identity_id
         self.thing_name: str | None = None
         self.connection_expires = True
+        self.push_may_miss = False
         self.topic_prefix = TOPIC_PREFIX
         self.readable_channels: tuple[str, ...] = tuple(
             readable if readable is not None else (f"users/{identity_id}/todos",)

@@ -285,6 +285,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from infra.devices_command import add_devices_parser
 
     add_devices_parser(commands, epilog=_epilog())
+    from infra.cost_command import add_cost_parser
+
+    add_cost_parser(commands, epilog=_epilog())
+    from infra.greengrass_command import add_greengrass_parser
+
+    add_greengrass_parser(commands, epilog=_epilog())
     return parser
 
 
@@ -325,6 +331,14 @@ def _run(args: argparse.Namespace) -> int:
         from infra.devices_command import run_devices
 
         return run_devices(args)
+    if args.command == "cost":
+        from infra.cost_command import run_cost
+
+        return run_cost(args)
+    if args.command == "greengrass":
+        from infra.greengrass_command import run_greengrass
+
+        return run_greengrass(args)
     return EXIT_USAGE  # pragma: no cover - argparse refuses unknown commands
 
 

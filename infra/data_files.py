@@ -1,7 +1,7 @@
 """The files the ``tidings`` package carries beside its code, found with importlib.resources.
 
-The template, the routes, the Lambda requirements (and, once it exists, the OpenAPI
-document) live in the ``infra`` package and ship in the wheel as package data, so
+The template, the routes, the Lambda requirements, the price list (and, once it exists,
+the OpenAPI document) live in the ``infra`` package and ship in the wheel as package data, so
 ``tidings up`` and ``tidings deploy`` find them from any working directory, installed or in a
 checkout. :func:`code_root` is the folder that holds the ``backend``, ``auth`` and ``infra``
 packages: the local Lambda runtime runs its functions there, as AWS Lambda runs them in
@@ -17,6 +17,7 @@ from pathlib import Path
 __all__ = [
     "LAMBDA_REQUIREMENTS",
     "OPENAPI",
+    "PRICES",
     "ROUTES",
     "TEMPLATE",
     "code_root",
@@ -31,6 +32,8 @@ ROUTES = "routes.yaml"
 LAMBDA_REQUIREMENTS = "lambda-requirements.txt"
 """What the functions need beyond the Lambda Python runtime (pinned: the package is
 deterministic)."""
+PRICES = "prices.yaml"
+"""The AWS list prices ``tidings cost`` uses, with the date they were read and their sources."""
 OPENAPI = "openapi.yaml"
 """The HTTP API's description (not written yet; :func:`data_file` will find it once it is)."""
 

@@ -9,8 +9,6 @@ port cannot be reached, and is refused outright once its certificate is deactiva
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +20,7 @@ import pytest
 from client_sdk import X509, AccessDenied, ClientOptions, SignInFailed, Tidings
 from infra.local.stack.local_stack import LocalStack
 from tests.support.client_kinds import open_client
+from tests.support.devices import devices_command
 from tests.support.recorder import Recorder, assert_exactly_once_in_order
 from tests.support.threads import left_running, python_threads
 
@@ -29,19 +28,6 @@ pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORTS = ("mqtt5", "v1")
-
-
-def devices_command(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "infra.cli", "devices", *args]
-    command += ["--state-dir", str(stack.config.state_dir)]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
 
 
 @pytest.fixture(scope="module")

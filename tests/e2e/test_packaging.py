@@ -170,6 +170,9 @@ def test_the_client_wheel_installs_alone_and_runs_the_readme_examples(
             "import sys, importlib.resources, client_sdk; "
             "assert 'boto3' not in sys.modules and 'backend' not in sys.modules; "
             "assert importlib.resources.files('client_sdk').joinpath('py.typed').is_file(); "
+            "import client_sdk.greengrass.component; "
+            "recipe = importlib.resources.files('client_sdk.greengrass') / 'recipe.yaml'; "
+            "assert 'com.tidings.Channels' in recipe.read_text(); "
             "print(client_sdk.__file__)",
         ],
         cwd=tmp_path,

@@ -117,7 +117,7 @@ def readme_device_commands() -> list[list[str]]:
     return [
         [line.split("#")[0].strip() for line in block.splitlines() if "tidings devices" in line]
         for block in blocks
-        if "tidings devices" in block
+        if "tidings devices" in block and "tidings greengrass" not in block
     ]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +24,21 @@ from infra.local.awsauth.devices import ACTIVE, Device, DeviceCA, certificate_id
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def devices_command(stack: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tidings devices ARGS`` against ``stack`` (a running LocalStack), as a subprocess."""
+    command = [sys.executable, "-m", "infra.cli", "devices", *args]
+    command += ["--state-dir", str(stack.config.state_dir)]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
 
 
 def thing_policy(region: str = REGION, account: str = ACCOUNT) -> dict[str, Any]:

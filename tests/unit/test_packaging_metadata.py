@@ -66,7 +66,9 @@ def test_the_client_brings_nothing_of_the_backend() -> None:
     names = {canonicalize_name(r.name) for r in requirements(CLIENT)}
     assert names == {"awscrt", "awsiotsdk", "awsiotpythonsdk"}
     assert CLIENT["project"]["optional-dependencies"] == {"v1": ["AWSIoTPythonSDK>=1.6.2,<2"]}
-    assert CLIENT["tool"]["setuptools"]["packages"] == ["client_sdk"]
+    # the client and its Greengrass component (with its recipe), nothing else
+    assert CLIENT["tool"]["setuptools"]["packages"] == ["client_sdk", "client_sdk.greengrass"]
+    assert CLIENT["tool"]["setuptools"]["package-data"]["client_sdk.greengrass"] == ["recipe.yaml"]
 
 
 def test_the_two_distributions_are_released_together() -> None:

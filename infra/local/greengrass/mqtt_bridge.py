@@ -6,7 +6,9 @@ through, as the real nucleus does with its one connection as the core device's t
 3.1.1 (paho-mqtt, imported when started: a development dependency) straight over mutual TLS,
 the local gateway's mTLS port standing in for IoT Core's 8883. One broker subscription per
 topic filter, however many component streams share it; a message goes to every stream whose
-filter matches its topic. After a reconnect it subscribes again (the session is clean).
+filter matches its topic. After a reconnect, or a ``start()`` after ``stop()``, it subscribes
+again (the session is clean); what was published meanwhile is not delivered, as on a core
+that was offline.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class MqttBridge:
             client.disconnect()
             raise ConnectionError(f"{self.host}:{self.port} refused {self.client_id}: {outcome}")
         self._client = client
+        self._resubscribe()  # started again after stop(): the components' streams stay
         return self
 
     def stop(self) -> None:
