@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -147,6 +148,53 @@ def test_subscribe_receives_the_bridges_messages_in_order(
         f"speed {index}".encode() for index in range(100)
     ]
     operation.close()
+
+
+def test_a_component_that_stops_reading_holds_up_nobody_else(
+    socket_dir: str, bridge: InMemoryBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = os.path.join(socket_dir, "ipc.socket")
+    topic = "tidings/dev/things/pump-1/speed"
+    count, payload = 3000, b"x" * 2048  # ~6 MB: more than a stalled socket's buffers hold
+    release = threading.Event()
+    received: list[bytes] = []
+    all_in = threading.Event()
+
+    def stuck(_event: IoTCoreMessage) -> None:
+        release.wait(120)  # executor=None: the stalled component reads nothing meanwhile
+
+    def on_event(event: IoTCoreMessage) -> None:
+        received.append(event.message.payload)
+        if len(received) == count:
+            all_in.set()
+
+    with LocalNucleus(path, {PUMP: (PUMP_SVCUID, ACCESS)}, bridge, max_queued_messages=500) as n:
+        slow, fast = connect(n, monkeypatch), connect(n, monkeypatch)
+        try:
+            slow.subscribe_to_iot_core(
+                topic_name=topic, qos=QOS.AT_LEAST_ONCE, on_stream_event=stuck
+            )
+            fast.subscribe_to_iot_core(
+                topic_name=topic, qos=QOS.AT_LEAST_ONCE, on_stream_event=on_event
+            )
+
+            def deliver() -> None:
+                for index in range(count):
+                    bridge.deliver(topic, payload)
+                    if index % 50 == 49:
+                        time.sleep(0.02)  # paced, so the reading component keeps up
+
+            delivering = threading.Thread(target=deliver)
+            delivering.start()
+            delivering.join(60)
+            assert not delivering.is_alive(), "the bridge's thread was held up by one component"
+            assert all_in.wait(60), len(received)
+            assert received == [payload] * count
+            assert n.dropped_events() > 0  # the stalled one's events beyond its outbox
+        finally:
+            release.set()
+            slow.close()
+            fast.close()
 
 
 def test_publish_reaches_the_bridge(ipc: GreengrassCoreIPCClientV2, bridge: InMemoryBridge) -> None:

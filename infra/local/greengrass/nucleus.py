@@ -16,8 +16,10 @@ Both are authorised by the component recipe's ``accessControl`` for
 ``*`` for any); outside them the answer is ``aws.greengrass#UnauthorizedError``. Other IPC
 operations get ``aws.greengrass#ServiceError`` (this stand-in serves only the MQTT proxy), a
 bridge failure too. A malformed message closes that connection (after a best-effort
-PROTOCOL_ERROR); others are unaffected. Events go out on the bridge's thread: a component that
-stops reading holds up that thread (no per-component queue yet).
+PROTOCOL_ERROR); others are unaffected. What goes to a component is queued and written by a
+thread of its connection: one that stops reading holds up nobody else; past
+``max_queued_messages`` its stream events are dropped (counted, logged), and an answer that
+finds no room for ``SEND_TIMEOUT_S`` closes the connection.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import hmac
 import json
 import logging
 import os
+import queue
 import socket
 import socketserver
 import stat
@@ -57,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 MQTT_PROXY = "aws.greengrass.ipc.mqttproxy"
 SUBSCRIBE_TO_IOT_CORE = "aws.greengrass#SubscribeToIoTCore"
+MAX_QUEUED_MESSAGES = 10_000
+"""Messages queued for one component before its stream events are dropped."""
+SEND_TIMEOUT_S = 10.0
+"""How long an answer waits for room in a full outbox before the connection is closed."""
 PUBLISH_TO_IOT_CORE = "aws.greengrass#PublishToIoTCore"
 _UNAUTHORIZED = "aws.greengrass#UnauthorizedError"
 _INVALID_ARGUMENTS = "aws.greengrass#InvalidArgumentsError"
@@ -166,7 +173,7 @@ class _Subscription:
     def _send(self, topic: str, payload: bytes) -> None:
         event = {"message": {"topicName": topic, "payload": base64.b64encode(payload).decode()}}
         if not self._connection.send_application(
-            self.stream_id, "aws.greengrass#IoTCoreMessage", event
+            self.stream_id, "aws.greengrass#IoTCoreMessage", event, droppable=True
         ):
             self._closed = True
 
@@ -176,16 +183,22 @@ class _Connection:
 
     def __init__(self, nucleus: LocalNucleus, sock: socket.socket) -> None:
         self._nucleus, self._socket = nucleus, sock
-        self._write_lock = threading.Lock()
         self._component: Component | None = None
         self._last_stream_id = 0
         self._subscriptions: dict[int, _Subscription] = {}
         self._subscriptions_lock = threading.Lock()
         self._open = True
         self._refused = False
+        # what goes out is queued and written by a thread of the connection's own: a component
+        # that stops reading holds up only itself, never the bridge that delivers to everyone
+        self._outbox: queue.Queue[bytes | None] = queue.Queue(nucleus.max_queued_messages)
+        self.dropped = 0
+        """Events dropped because the component did not read them fast enough."""
+        self._writer = threading.Thread(target=self._write, daemon=True, name="nucleus-ipc-out")
 
     def serve(self) -> None:
         decoder = es.Decoder(self._nucleus.max_message_size)
+        self._writer.start()
         try:
             while self._open:
                 data = self._socket.recv(65536)
@@ -210,23 +223,58 @@ class _Connection:
         for subscription in subscriptions.values():
             self._end_subscription(subscription)
         with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)
+            self._socket.shutdown(socket.SHUT_RD)  # the reader stops
+        try:
+            self._outbox.put_nowait(None)  # the writer sends what is queued, then closes
+        except queue.Full:  # the component reads nothing: what is queued is not sent
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        if not self._writer.is_alive():
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
 
     # -- sending
 
-    def _send(self, message: es.Message) -> bool:
+    def _send(self, message: es.Message, *, droppable: bool = False) -> bool:
+        """Queue ``message`` for the writer. Answers wait for room; an event (``droppable``)
+        for a component whose outbox is full is dropped and counted: its client reads what it
+        missed from the channels API, as after any lost message."""
         try:
             data = es.encode(message)
         except es.EventStreamError:
             logger.exception("cannot encode an IPC message")
             return False
-        with self._write_lock:
+        if not self._open:
+            return False
+        try:
+            if droppable:
+                self._outbox.put_nowait(data)
+            else:
+                self._outbox.put(data, timeout=SEND_TIMEOUT_S)
+        except queue.Full:
+            if not droppable:
+                logger.warning("closing an IPC connection: the component reads nothing")
+                self.close()
+                return False
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "a component is not reading its IPC events: %d dropped", self.dropped
+                )
+        return True
+
+    def _write(self) -> None:
+        while True:
+            data = self._outbox.get()
+            if data is None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+                return
             try:
                 self._socket.sendall(data)
             except OSError:
                 self._open = False
-                return False
-        return True
+                return
 
     def send_application(
         self,
@@ -236,6 +284,7 @@ class _Connection:
         *,
         error: bool = False,
         terminate: bool = False,
+        droppable: bool = False,
     ) -> bool:
         kind = es.MessageType.APPLICATION_ERROR if error else es.MessageType.APPLICATION_MESSAGE
         flags = es.MessageFlag.TERMINATE_STREAM if terminate else es.MessageFlag.NONE
@@ -250,7 +299,7 @@ class _Connection:
             headers=headers,
             payload=json.dumps(body).encode(),
         )
-        return self._open and self._send(message)
+        return self._open and self._send(message, droppable=droppable)
 
     # -- receiving
 
@@ -423,8 +472,10 @@ class LocalNucleus(ServerThread):
         bridge: Bridge,
         *,
         max_message_size: int = es.MAX_MESSAGE_SIZE,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
     ) -> None:
         super().__init__()
+        self.max_queued_messages = max_queued_messages
         self.socket_path = socket_path
         self.components: Sequence[Component] = tuple(
             Component(name, svcuid, access) for name, (svcuid, access) in components.items()
@@ -453,6 +504,12 @@ class LocalNucleus(ServerThread):
                     "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": self.socket_path,
                 }
         raise KeyError(name)
+
+    def dropped_events(self) -> int:
+        """Stream events dropped so far for components that did not read them (open
+        connections)."""
+        with self._connections_lock:
+            return sum(connection.dropped for connection in self._connections)
 
     def serve_connection(self, sock: socket.socket) -> None:
         connection = _Connection(self, sock)
