@@ -32,8 +32,10 @@ __all__ = [
     "DEVICES_DESCRIPTION",
     "DevicesCommandError",
     "add_devices_parser",
+    "aws_device_commands",
     "read_settings_file",
     "run_devices",
+    "stack_value",
 ]
 
 THING_POLICY = ("ThingPolicy", "AWS::IoT::Policy")
@@ -231,8 +233,8 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _stack_value(cloudformation: Any, output_key: str, logical: tuple[str, str]) -> str | None:
-    """The local stack's output ``output_key``, else the physical id of its resource with
+def stack_value(cloudformation: Any, output_key: str, logical: tuple[str, str]) -> str | None:
+    """The stack's output ``output_key``, else the physical id of its resource with
     this logical id and type (moto 5.2.5 leaves an IoT resource's physical id empty, and
     answers ``DescribeStackResources`` without logical ids: its outputs are read first, and
     its resources through ``ListStackResources``)."""
@@ -264,6 +266,32 @@ def _stack_value(cloudformation: Any, output_key: str, logical: tuple[str, str])
     return None
 
 
+AMAZON_ROOT_CA_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
+
+
+def aws_device_commands(
+    policy: str, role_alias: str, data_endpoint: str, credentials_endpoint: str, region: str
+) -> list[str]:
+    """What ``tidings devices add NAME`` does, for a stack on AWS: the AWS CLI commands to
+    run (``NAME`` and ``CERT_ARN`` to fill in), then where the device connects."""
+    where = f"--region {shlex.quote(region)}"
+    return [
+        "Devices (X.509 things): for each, with the AWS CLI (NAME: the thing's name):",
+        f"  aws iot create-thing --thing-name NAME {where}",
+        "  CERT_ARN=$(aws iot create-keys-and-certificate --set-as-active "
+        "--certificate-pem-outfile NAME.cert.pem --private-key-outfile NAME.private.key "
+        f"--query certificateArn --output text {where})",
+        f"  aws iot attach-policy --policy-name {shlex.quote(policy)} --target \"$CERT_ARN\" "
+        f"{where}",
+        "  aws iot attach-thing-principal --thing-name NAME --principal \"$CERT_ARN\" "
+        f"{where}",
+        f"  curl -o {ROOT_CA_FILE} {AMAZON_ROOT_CA_URL}",
+        f"  then: MQTT over mutual TLS to {data_endpoint}:8883 (or 443 with ALPN "
+        f"x-amzn-mqtt-ca), client id NAME; credentials from https://{credentials_endpoint}"
+        f"/role-aliases/{role_alias}/credentials",
+    ]
+
+
 def _existing_thing(iot: Any, name: str) -> bool:
     try:
         iot.describe_thing(thingName=name)
@@ -286,7 +314,7 @@ def _add(
         raise DevicesCommandError(
             f"{name!r} is not a thing name: 1 to 128 letters, digits and : _ -"
         )
-    policy = args.policy_name or _stack_value(cloudformation, THING_POLICY_OUTPUT, THING_POLICY)
+    policy = args.policy_name or stack_value(cloudformation, THING_POLICY_OUTPUT, THING_POLICY)
     if not policy:
         raise DevicesCommandError(
             f"the local stack has no {THING_POLICY[0]} ({THING_POLICY[1]}) resource nor "
@@ -347,7 +375,7 @@ def _add(
         "endpoint": settings.get("TIDINGS_IOT_ENDPOINT", "localhost"),
         "mqttPort": int(mqtt_port) if mqtt_port else None,
         "wssPort": int(wss_port) if wss_port else None,
-        "roleAlias": _stack_value(cloudformation, ROLE_ALIAS_OUTPUT, ROLE_ALIAS),
+        "roleAlias": stack_value(cloudformation, ROLE_ALIAS_OUTPUT, ROLE_ALIAS),
         "credentialsEndpoint": settings.get("TIDINGS_CREDENTIALS_ENDPOINT") or None,
         "region": settings.get("AWS_REGION") or "us-east-1",
         "topicPrefix": f"tidings/{settings.get('TIDINGS_STAGE') or 'dev'}/",
