@@ -68,12 +68,14 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MAX_WAIT_S",
+    "ME",
     "ChannelsApi",
     "ChannelsRequest",
     "clear_caches",
     "handle_api_event",
     "is_role_session",
     "parse_request",
+    "resolve_me",
 ]
 
 PATH_PREFIX = "/v1/channels/"
@@ -142,6 +144,8 @@ def parse_request(
     kind, channel = "head", path
     if find_route(routes, path) is None and path.endswith(CHANGES_SUFFIX):
         kind, channel = "changes", path[: -len(CHANGES_SUFFIX)]
+    if not device:
+        channel = resolve_me(routes, channel, str(caller))
     found = _check_channel(channel, routes, topic_prefix)
     caller_fields: dict[str, Any] = {"device": device}
     if device:
@@ -170,6 +174,33 @@ def parse_request(
         epoch=_integer(params, "epoch", 0, minimum=1) if "epoch" in params else None,
         **caller_fields,
     )
+
+
+ME = "me"
+"""In an ``owner:`` channel's owner segment: the caller's own identity id."""
+
+
+def resolve_me(routes: Sequence[Route], channel: str, identity_id: str) -> str:
+    """``channel`` with ``me`` in the owner's place replaced by ``identity_id``
+    (``users/me/todos`` → ``users/us-east-1:…/todos``); any other channel unchanged.
+
+    Identity ids hold a ``:``, which signers that do not percent-encode the path (curl's
+    ``--aws-sigv4``) sign differently from AWS; ``me`` spares them that segment.
+    """
+    found = find_route(routes, channel)
+    if found is None:
+        return channel
+    route, values = found
+    owner = route.readers.placeholder
+    if route.readers.kind != "owner" or owner is None or values.get(owner) != ME:
+        return channel
+    parts = channel.split("/")
+    for template in route.channels:
+        segments = template.split("/")
+        if len(segments) == len(parts) and "{" + owner + "}" in segments:
+            parts[segments.index("{" + owner + "}")] = identity_id
+            return "/".join(parts)
+    return channel
 
 
 def is_role_session(user_arn: object, role_arn: str | None) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from infra.local.stack.local_stack import LocalStack
 from tests.support.browser import chromium
-from tests.support.local_stack import add_user, login_over_https
+from tests.support.local_stack import ensure_user, login_over_https
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def readme_python_blocks(device: bool = False) -> list[str]:
 @pytest.fixture(scope="module")
 def stack_env(shared_stack: LocalStack) -> dict[str, str]:
     """The environment a developer gets from `source .tidings/local.env`, plus user ann."""
-    add_user(shared_stack, "ann", "ann-secret-2026", {"acme"})
+    ensure_user(shared_stack, "ann", "ann-secret-2026", {"acme"})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIDINGS_"))}
     env.update(shared_stack.settings())
     env["PYTHONPATH"] = str(ROOT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -54,6 +55,15 @@ def add_user(stack: LocalStack, name: str, password: str, tenants: set[str]) -> 
     UsersStore(stack.client("dynamodb"), stack.tables["UsersTable"]).add_user(
         name, hash_password(password), frozenset(tenants)
     )
+
+
+def ensure_user(stack: LocalStack, name: str, password: str, tenants: set[str]) -> None:
+    """:func:`add_user`, unless the user exists already (a user the README names, added by
+    every module that runs its examples, in whatever order they share a stack)."""
+    from auth.errors import UserExists
+
+    with contextlib.suppress(UserExists):
+        add_user(stack, name, password, tenants)
 
 
 def login_over_https(stack: LocalStack, user: str, password: str) -> dict[str, Any]:

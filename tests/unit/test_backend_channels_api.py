@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.change_store import Head, LogEntry
-from backend.channels_api import ChannelsApi, is_role_session, parse_request
+from backend.channels_api import ChannelsApi, is_role_session, parse_request, resolve_me
 from backend.errors import BadRequest, Forbidden
 from backend.routes import load_routes
 
@@ -289,3 +289,31 @@ def test_a_cognito_identity_is_read_as_before_when_a_device_role_is_set() -> Non
 )
 def test_is_role_session(user_arn: str, role_arn: str | None, expected: bool) -> None:
     assert is_role_session(user_arn, role_arn) is expected
+
+
+def me_event(path: str) -> dict:
+    event = fixture()
+    del event["pathParameters"]
+    event["path"] = "/v1/channels/" + path
+    event["queryStringParameters"] = None
+    event["multiValueQueryStringParameters"] = None
+    return event
+
+
+def test_me_is_the_callers_own_identity_in_an_owner_channel() -> None:
+    request = parse_request(me_event("users/me/todos"), ROUTES)
+    assert request.kind == "head" and request.channel == CHANNEL
+    request = parse_request(me_event("users/me/todos/changes"), ROUTES)
+    assert request.kind == "changes" and request.channel == CHANNEL
+
+
+@pytest.mark.parametrize(
+    ("channel", "kept"),
+    [
+        ("public/scores", "public/scores"),  # no owner segment
+        ("tenants/me/board", "tenants/me/board"),  # a tenant named me, not the caller
+        (f"users/{ALICE}/todos", CHANNEL),  # already resolved
+    ],
+)
+def test_me_is_resolved_only_in_the_owner_segment(channel: str, kept: str) -> None:
+    assert resolve_me(ROUTES, channel, ALICE) == kept
