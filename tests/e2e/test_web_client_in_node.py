@@ -1,6 +1,8 @@
 """The web client runs unchanged in Node 20 (its global ``fetch``, ``crypto.subtle`` and, with
-``--experimental-websocket``, ``WebSocket``): signed in, subscribed, every change once and in
-order. Node trusts the local CA through ``NODE_EXTRA_CA_CERTS``, with TLS checks on."""
+``--experimental-websocket``, ``WebSocket``; the React Native path): signed in, subscribed,
+every change once and in order after a cursor, a 410 for a cursor the log does not have and a
+403 for another tenant's channel. Node trusts the local CA through ``NODE_EXTRA_CA_CERTS``,
+with TLS checks on."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def test_the_web_client_in_node_gets_every_change_once_in_order(shared_stack: Lo
             "node-pass-2026",
             "users/me/todos",
             "20",
+            "tenants/globex/board",  # not a tenant of node-user's
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -50,5 +53,9 @@ def test_the_web_client_in_node_gets_every_change_once_in_order(shared_stack: Lo
             node.communicate()
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["seq"] for line in lines if "seq" in line] == list(range(1, 21)), err
+    # a cursor the log does not have: the API's 410, as ContinuityBroken (cursor_expired)
+    assert {"error": "ContinuityBroken", "reason": "cursor_expired"} in lines, out
+    # another tenant's channel: the API's 403, as AccessDenied
+    assert {"error": "AccessDenied"} in lines, out
     assert lines[-1] == {"state": "signed_out"}
     assert node.returncode == 0, err
