@@ -75,8 +75,10 @@ class GreengrassTransport:
             try:
                 client = self._connect()
             except Exception as exc:  # the socket is gone, the token refused, a timeout
+                from awsiot.eventstreamrpc import AccessDeniedError
+
                 failures += 1
-                refused = "Connection was not accepted" in str(exc) or "ACCESS_DENIED" in str(exc)
+                refused = isinstance(exc, AccessDeniedError)  # the nucleus refused the SVCUID
                 self._events.on_connect_failed(self, f"Greengrass IPC: {exc!r}", refused)
                 ceiling = min(self._max_backoff_s, self._min_backoff_s * 2 ** min(failures, 16))
                 if self._stopping.wait(random.uniform(0, ceiling)):

@@ -184,6 +184,18 @@ def test_a_topic_outside_the_recipes_access_control_is_refused_by_the_nucleus(
 ARGS = ("--api-url", "https://127.0.0.1:9/v1", "--channels", "things/me/settings")
 
 
+def test_a_component_the_nucleus_does_not_know_is_refused_and_exits(
+    shared_stack: LocalStack, cores: dict[str, Path], tmp_path: Path
+) -> None:
+    core = local_core(shared_stack, cores["refused"], tmp_path)
+    core.environment = {**core.environment, "SVCUID": "not-the-components-token"}
+    with core:
+        process = core.start_component()
+        assert process.wait(90) == 1
+    log = core.log_file.read_text(encoding="utf-8")
+    assert "AccessDenied" in log and "Greengrass IPC" in log, log[-2000:]
+
+
 def test_the_component_refuses_to_start_outside_a_nucleus(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SVCUID"))}
     done = subprocess.run(
