@@ -164,7 +164,8 @@ class Tidings:
         :class:`X509` (a device with a certificate: no ``/v1/login``, MQTT over mutual TLS)
         or :class:`GreengrassCore` (a Greengrass v2 component: the nucleus's IPC);
         ``options`` a :class:`ClientOptions` (default: :meth:`ClientOptions.from_env`).
-        Returns once the push connection is up, or once polling the API works instead.
+        Returns once the push connection is up, or once polling the API works instead
+        (with ``ClientOptions(transport="poll")``: once the API answers; no push at all).
 
         Raises :class:`SignInFailed` (:class:`RateLimited`) when sign-in is refused,
         :class:`AccessDenied` when AWS IoT refuses the connection, :class:`ConnectTimeout`

@@ -16,6 +16,12 @@ holds every long-poll slot it may (one per channel, a few in all): the channel t
 without waiting (no slot needed) so nothing it has is held back, and long-polls again only
 after ``Retry-After``; until then, in poll mode, it reads again only at that time. Any other
 failed fill is retried after a jittered backoff.
+
+Poll mode is the fallback while push is down, or the whole connection with
+``transport="poll"``: then no push transport is ever opened, the link starts as ``poll``,
+and every channel is read after its cursor, again and again. ``poll_interval_s`` spaces the
+starts of two reads of one channel (a ``poll`` timer); a full page (``more``) is read on at
+once. The clock (monotonic by default) times every timer and hold, so a test can inject one.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ Sink = Callable[[Item], None]
 
 TICK_S = 0.5
 JOIN_TIMEOUT_S = 30.0
+IDLE_TIMERS = frozenset({"tick", "poll"})
+"""Timers that leave the client idle (``quiet()``): the tick, and the next poll's wait."""
 
 
 @dataclass(eq=False)
@@ -80,13 +88,19 @@ class ChannelState:
     held: bool = False  # the callback is behind: pushes are left to the change log
     catching_up: bool = False  # reading what it missed (after a reconnect, after=, a hold)
     long_polling: bool = False  # a long-poll is out: it answers as soon as there is news
+    read_at: float = 0.0  # clock time the last read from the API started
+    read_requested: bool = False  # read after the cursor once the read under way answers
 
 
 class ClientCore:
     """The connection, the channels and the control loop behind :class:`~client_sdk.Tidings`."""
 
     def __init__(
-        self, service: Service, options: ClientOptions, *, clock: Callable[[], float] = time.time
+        self,
+        service: Service,
+        options: ClientOptions,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service = service
         self.options = options
@@ -100,6 +114,7 @@ class ClientCore:
         self._closing = threading.Lock()
         self._closed = False
         self._link: Link = "connecting"
+        self._polls_only = options.transport == "poll"  # no push transport, ever
         self._poll_ok = False
         self._probing = False
         self._failures = 0
@@ -137,8 +152,12 @@ class ClientCore:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Open the push transport and start the control loop."""
-        self._open_transport()
+        """Open the push transport (none with ``transport="poll"``: poll from the start)
+        and start the control loop."""
+        if self._polls_only:
+            self._post("start_polling", None)
+        else:
+            self._open_transport()
         self._loop.start()
 
     @property
@@ -164,6 +183,11 @@ class ClientCore:
         if self._closed:
             raise ClientClosed("the client was closed while connecting")
         reason = f" (last attempt: {self._last_failure})" if self._last_failure else ""
+        if self._polls_only:
+            raise ConnectTimeout(
+                f"the channels API did not answer within {self.options.connect_timeout_s:g}"
+                f" s{reason}; connect_timeout_s in ClientOptions sets how long to wait"
+            )
         raise ConnectTimeout(
             f"no push connection and no working poll within {self.options.connect_timeout_s:g}"
             f" s{reason}; connect_timeout_s in ClientOptions sets how long to wait"
@@ -283,15 +307,17 @@ class ClientCore:
         channel.delivery.stop()
 
     def read_now(self, channel: str) -> None:
-        """Make ``channel`` read after its cursor from the API now (for the test double)."""
+        """Make ``channel`` read after its cursor from the API now, or as soon as the read
+        under way answers (for the test double: what was published is read)."""
         with self._lock:
             state = self._channels.get(self.expand(channel))
         if state is not None:
-            self._post("retry", state)
+            self._post("read_now", state)
 
     def quiet(self, parked: int = 0, excused: Callable[[ChannelState], bool] | None = None) -> bool:
-        """True when nothing is left to do: no event, no timer but the tick, no worker task
-        but ``parked`` long-polls, every callback returned (a channel ``excused`` aside)."""
+        """True when nothing is left to do: no event, no timer but the tick and the waits
+        for the next poll (``poll_interval_s``), no worker task but ``parked`` long-polls,
+        every callback returned (a channel ``excused`` aside)."""
         with self._count_lock:
             if self._unhandled or self._in_flight - parked > 0 or self._pending_timers:
                 return False
@@ -342,9 +368,9 @@ class ClientCore:
 
     def _schedule(self, delay_s: float, kind: str, data: Any) -> None:
         """Queue the event ``(kind, data)`` to the loop in ``delay_s`` seconds (loop only)."""
-        due = time.monotonic() + max(0.0, delay_s)
+        due = self._clock() + max(0.0, delay_s)
         heapq.heappush(self._timers, (due, next(self._timer_order), kind, data))
-        if kind != "tick":
+        if kind not in IDLE_TIMERS:
             self._pending_timers += 1
 
     def _control_loop(self) -> None:
@@ -352,7 +378,7 @@ class ClientCore:
         while True:
             timeout = None
             if self._timers:
-                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                timeout = max(0.0, self._timers[0][0] - self._clock())
             try:
                 kind, data = self._events.get(timeout=timeout)
             except queue.Empty:
@@ -361,11 +387,11 @@ class ClientCore:
                 return
             if kind:
                 self._handle_safely(kind, data)
-            now = time.monotonic()
+            now = self._clock()
             while self._timers and self._timers[0][0] <= now:
                 _due, _n, due_kind, due_data = heapq.heappop(self._timers)
                 self._handle_safely(due_kind, due_data)
-                if due_kind != "tick":
+                if due_kind not in IDLE_TIMERS:
                     self._pending_timers -= 1
             self._after_event()
             if kind:
@@ -414,13 +440,22 @@ class ClientCore:
                 self._run(data, data.order.resume())
         elif kind == "gap" and not data.closed:
             self._run(data, data.order.gap_timeout())
-        elif kind == "retry" and not data.closed and data.ready:
-            self._run(data, data.order.resume())
+        elif kind in ("retry", "poll") and not data.closed and data.ready:
+            if self._link != "signed_out":
+                self._run(data, data.order.resume())
+        elif kind == "read_now" and not data.closed:
+            data.read_requested = True
+            if data.ready:
+                self._run(data, data.order.resume())
+        elif kind == "start_polling":
+            self._start_polling()
 
     def _after_event(self) -> None:
         """Say the new state, if it changed; wake ``wait_connected`` once up."""
         catching_up = self._link == "push" and any(c.catching_up for c in self._live_channels())
         state = connection_state(self._link, self._poll_ok, catching_up, self._closed)
+        if state == ConnectionState.OFFLINE and self._polls_only and not self._up_once:
+            state = ConnectionState.CONNECTING  # poll mode: the API has not answered yet
         self._set_state(state)
         up = state in (ConnectionState.LIVE, ConnectionState.CATCHING_UP, ConnectionState.POLLING)
         if up and not self._up_once:
@@ -533,6 +568,8 @@ class ClientCore:
 
         if polling:
             self._stats["polls"] += 1
+        channel.read_at = self._clock()
+        channel.read_requested = False
         channel.long_polling = wait > 0
         if not self._submit(fetch):
             channel.long_polling = False
@@ -605,12 +642,23 @@ class ClientCore:
             )
         if not order.filling:
             channel.catching_up = False
-        if self._link == "poll" and not order.filling:
-            hold_s = channel.long_poll_at - self._clock()
-            if hold_s > 0:
-                self._retry_later(channel, hold_s)  # not a stream of reads without waiting
-            else:
-                self._run(channel, order.resume())
+        if channel.read_requested and not order.filling:
+            self._run(channel, order.resume())  # read_now() came while this read was out
+        elif self._link == "poll" and not order.filling:
+            self._poll_again(channel)
+
+    def _poll_again(self, channel: ChannelState) -> None:
+        """Poll mode, the channel current: read again now, or when the API's hold
+        (``too_many_waits``) or ``poll_interval_s`` after the last read's start is over."""
+        now = self._clock()
+        hold_s = channel.long_poll_at - now
+        interval_s = channel.read_at + self.options.poll_interval_s - now
+        if hold_s > 0 and hold_s >= interval_s:
+            self._retry_later(channel, hold_s)  # not a stream of reads without waiting
+        elif interval_s > 0:
+            self._schedule(interval_s, "poll", channel)
+        else:
+            self._run(channel, channel.order.resume())
 
     def _retry_later(self, channel: ChannelState, delay_s: float) -> None:
         """Resume ``channel`` (fetch after its cursor) in ``delay_s`` seconds."""
@@ -725,6 +773,16 @@ class ClientCore:
             self._connected_at = now
             self._stats["renewals"] += 1
             self._open_transport()
+
+    def _start_polling(self) -> None:
+        """``transport="poll"``: no push connection, ever; the API is the connection."""
+        if self._link != "connecting":
+            return
+        log.info("polling the channels API (transport='poll')")
+        self._link = "poll"
+        self._down_since = None
+        self._poll_ok = False
+        self._probe()
 
     def _verify_channels(self, now: float) -> None:
         """Read each idle channel after its cursor once every ``verify_interval_s``: what a

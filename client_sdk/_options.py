@@ -26,12 +26,15 @@ class ClientOptions:
     """The CA bundle to trust (the local stack's); None: the system trust store."""
     cognito_endpoint: str | None = None
     """Cognito Identity's endpoint; None: the region's public endpoint."""
-    transport: Literal["mqtt5", "v1", "greengrass"] = "mqtt5"
-    """``mqtt5`` (awsiotsdk), ``v1`` (AWSIoTPythonSDK: legacy devices, Greengrass v1) or
+    transport: Literal["mqtt5", "v1", "greengrass", "poll"] = "mqtt5"
+    """``mqtt5`` (awsiotsdk), ``v1`` (AWSIoTPythonSDK: legacy devices, Greengrass v1),
     ``greengrass`` (a Greengrass v2 component: the nucleus's IPC; the sign-in is then
-    :class:`~client_sdk.GreengrassCore`, which picks this transport by itself)."""
+    :class:`~client_sdk.GreengrassCore`, which picks this transport by itself) or ``poll``
+    (no push connection at all: every channel is read from the channels API after its
+    cursor, as ``poll_wait_s`` and ``poll_interval_s`` say; not with ``GreengrassCore``)."""
     connect_timeout_s: float = 15.0
-    """How long ``connect()`` waits for a push connection or a working poll."""
+    """How long ``connect()`` waits for a push connection or a working poll (with
+    ``transport="poll"``: for the API to answer)."""
     refresh_margin_s: float = 300.0
     """Credentials and OpenID tokens are renewed this long before they expire."""
     max_connection_age_s: float = 23.5 * 3600
@@ -41,7 +44,13 @@ class ClientOptions:
     fallback_after_failures: int = 3
     """...or after this many failed connection attempts in a row."""
     poll_wait_s: float = 20.0
-    """How long one long-poll may wait for a change (the API allows up to 20 s)."""
+    """How long one long-poll may wait for a change (the API allows up to 20 s); 0: short
+    polls (the API answers at once)."""
+    poll_interval_s: float = 0.0
+    """While polling (``transport="poll"``, or the fallback while push is down): the least
+    time between the starts of two reads of one channel. 0: read again as soon as the
+    previous read answered (back-to-back long-polls); 60 with ``poll_wait_s=0``: one short
+    poll a minute. A read that returns a full page (``more``) is followed at once."""
     fill_limit: int = 1000
     """Changes per API read (1 to 1000)."""
     min_backoff_ms: int = 500
@@ -62,6 +71,15 @@ class ClientOptions:
     on_state: Callable[[ConnectionState], None] | None = None
     """Called with each new :class:`ConnectionState`, on a thread of its own (the async
     client: on the event loop). See ``docs/CLIENT.md``."""
+
+    def __post_init__(self) -> None:
+        if self.poll_interval_s < 0 or self.poll_wait_s < 0:
+            raise ValueError("poll_interval_s and poll_wait_s must not be negative")
+        if self.transport == "poll" and self.poll_wait_s == 0 and self.poll_interval_s == 0:
+            raise ValueError(
+                "transport='poll' with poll_wait_s=0 and poll_interval_s=0 would read every "
+                "channel in a busy loop: set poll_wait_s (long-polls) or poll_interval_s"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientOptions:

@@ -332,13 +332,14 @@ def aws_service(
     :class:`GreengrassCore`, a user's otherwise.
 
     Raises :class:`ValueError` for ``transport="greengrass"`` without a ``GreengrassCore``
-    sign-in, or a ``GreengrassCore`` with another transport.
+    sign-in, or a ``GreengrassCore`` with another transport (``"poll"`` included: poll mode
+    is for the other sign-ins; a component's changes come through the nucleus).
     """
     if isinstance(sign_in, GreengrassCore):
-        if options.transport == "v1":
+        if options.transport in ("v1", "poll"):
             raise ValueError(
                 "GreengrassCore pushes through the nucleus's IPC: use transport='greengrass' "
-                "(or leave the default), not 'v1'"
+                f"(or leave the default), not {options.transport!r}"
             )
         return GreengrassService(api_url, sign_in, options)
     if options.transport == "greengrass":

@@ -25,8 +25,8 @@ class ConnectionState(StrEnum):
     """Push connection up, reading what was missed from the API (after a reconnect, a
     subscription with ``after=``, or a slow consumer)."""
     POLLING = "polling"
-    """No push connection; long-polling the API works (``fallback_after_s``). The client
-    keeps trying push and returns to it."""
+    """No push connection; polling the API works (``fallback_after_s``). The client keeps
+    trying push and returns to it; with ``transport="poll"`` it polls all along."""
     OFFLINE = "offline"
     """Neither push nor polling works at the moment; reconnecting with backoff."""
     SIGNED_OUT = "signed_out"

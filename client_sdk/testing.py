@@ -15,6 +15,10 @@ catch-up, continuity) over an in-memory stand-in for the stack. The test drives 
   :class:`~client_sdk.AccessDenied`; an open subscription gets ``on_continuity_lost`` with
   reason ``access_denied``.
 
+With ``ClientOptions(transport="poll")`` the client polls the in-memory API and never opens
+a push connection; ``publish`` then has the channel read at once rather than after
+``poll_interval_s``, so a test does not wait for the interval.
+
 An application's own code takes the client as an argument, so its tests hand it an
 ``InMemoryTidings`` instead of a connected ``Tidings``::
 
@@ -320,7 +324,10 @@ class InMemoryTidings(Tidings):
         """A change happens on ``channel`` (``users/me/...`` allowed): ``new`` is the item
         after it (None: a removal). Returns the change, once the client has delivered it
         (``wait=False``: at once; call that from a callback)."""
-        change = self.stack.publish(self._core.expand(channel), new, op=op, keys=keys, old=old)
+        name = self._core.expand(channel)
+        change = self.stack.publish(name, new, op=op, keys=keys, old=old)
+        if self._core.mode == "poll":
+            self._core.read_now(name)  # the next poll, without waiting poll_interval_s
         if wait:
             self.settle()
         return change

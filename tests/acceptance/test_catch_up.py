@@ -17,6 +17,9 @@ from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
 pytestmark = pytest.mark.aws
 
+TRANSPORTS = ("mqtt5", "poll")
+"""Push, and ``transport="poll"`` (the channels API only): the same guarantees."""
+
 
 def wait_for_head(
     target: Target, channel: str, credentials: Credentials, head: int, timeout: float
@@ -32,12 +35,13 @@ def wait_for_head(
         time.sleep(0.5)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_changes_written_while_closed_arrive_after_reconnecting_with_the_cursor(
-    target: Target, users: Users, todos: Todos
+    target: Target, users: Users, todos: Todos, transport: str
 ) -> None:
     user = users.add("resume")
     before = Recorder()
-    with target.connect(user.name, user.password) as client:
+    with target.connect(user.name, user.password, transport=transport) as client:
         identity = client.identity_id
         subscription = client.subscribe(
             "users/me/todos", before.on_change, on_continuity_lost=before.on_lost
@@ -57,7 +61,7 @@ def test_changes_written_while_closed_arrive_after_reconnecting_with_the_cursor(
     assert head["head"] == 25  # all of them are in the change log before the client is back
 
     after = Recorder()
-    with target.connect(user.name, user.password) as client:
+    with target.connect(user.name, user.password, transport=transport) as client:
         assert client.identity_id == identity
         client.subscribe(
             "users/me/todos", after.on_change, after=cursor, on_continuity_lost=after.on_lost

@@ -18,13 +18,17 @@ from tests.support.recorder import Recorder
 
 pytestmark = pytest.mark.aws
 
+TRANSPORTS = ("mqtt5", "poll")
+"""Push, and ``transport="poll"`` (the channels API only): the same guarantees."""
 
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cursor_older_than_retention_reports_continuity_lost(
-    target: Target, users: Users, todos: Todos
+    target: Target, users: Users, todos: Todos, transport: str
 ) -> None:
     user = users.add("lost", tenants={"acme"})
     recorder = Recorder()
-    with target.connect(user.name, user.password) as client:
+    with target.connect(user.name, user.password, transport=transport) as client:
         channel = f"users/{client.identity_id}/todos"
         todos.write(client.identity_id, 5)
         dynamodb = target.client("dynamodb")

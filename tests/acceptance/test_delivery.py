@@ -15,13 +15,17 @@ from tests.support.recorder import Recorder, assert_exactly_once_in_order
 
 pytestmark = pytest.mark.aws
 
+TRANSPORTS = ("mqtt5", "poll")
+"""Push, and ``transport="poll"`` (the channels API only): the same guarantees."""
 
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_fifty_writes_arrive_once_each_in_seq_order(
-    target: Target, users: Users, todos: Todos
+    target: Target, users: Users, todos: Todos, transport: str
 ) -> None:
     user = users.add("fifty")
     recorder = Recorder()
-    with target.connect(user.name, user.password) as client:
+    with target.connect(user.name, user.password, transport=transport) as client:
         identity = client.identity_id
         subscription = client.subscribe(
             "users/me/todos", recorder.on_change, on_continuity_lost=recorder.on_lost
@@ -60,11 +64,14 @@ def test_a_write_reaches_its_owner_and_not_others(
         assert received[0]["op"] == "insert"
 
 
-def test_another_users_channel_is_refused_at_once(target: Target, users: Users) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_another_users_channel_is_refused_at_once(
+    target: Target, users: Users, transport: str
+) -> None:
     alice_user, bob_user = users.add("alice", tenants={"acme"}), users.add("bob", {"acme"})
     with (
-        target.connect(alice_user.name, alice_user.password) as alice,
-        target.connect(bob_user.name, bob_user.password) as bob,
+        target.connect(alice_user.name, alice_user.password, transport=transport) as alice,
+        target.connect(bob_user.name, bob_user.password, transport=transport) as bob,
     ):
         started = time.time()
         with pytest.raises(AccessDenied):
