@@ -17,7 +17,7 @@ CHROMIUM := /usr/bin/chromium
 # bench/web_client.py: the bundler and AWS Amplify, to compare the web client's size with.
 BENCH_WEB := bench/web
 
-.PHONY: demo test check acceptance lint typecheck js-test chromium bench wheels clean
+.PHONY: demo test check fuzz acceptance lint typecheck js-test chromium bench wheels clean
 
 # Both distributions (tidings-client from clients/python, tidings from here) editable with
 # every extra, and the tools, at the exact versions of constraints.txt.
@@ -72,6 +72,13 @@ test: $(STAMP) $(CHROMIUM) lint typecheck js-test
 # The quick loop: unit and functional tests only, the fuzzers with a fifth of their examples.
 check: $(STAMP)
 	TIDINGS_FUZZ_SCALE=0.2 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/functional
+
+# Schemathesis against the running local API (tests/functional/test_api_fuzz.py): 500 cases
+# per operation and mode instead of `make test`'s 25. FUZZ_EXAMPLES=N for another number.
+FUZZ_EXAMPLES ?= 500
+
+fuzz: $(STAMP)
+	TIDINGS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/functional/test_api_fuzz.py
 
 # The acceptance suite (tests/acceptance) against the local stack; against a stack deployed
 # with `tidings deploy`: make acceptance ACCEPTANCE_ARGS="--stack NAME --region R".

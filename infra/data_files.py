@@ -1,12 +1,13 @@
 """The files the ``tidings`` package carries beside its code, found with importlib.resources.
 
-The template, the routes, the Lambda requirements, the price list (and, once it exists,
-the OpenAPI document) live in the ``infra`` package and ship in the wheel as package data, so
-``tidings up`` and ``tidings deploy`` find them from any working directory, installed or in a
-checkout. :func:`code_root` is the folder that holds the ``backend``, ``auth`` and ``infra``
-packages: the local Lambda runtime runs its functions there, as AWS Lambda runs them in
-``/var/task``, so the template's relative ``TIDINGS_ROUTES_FILE`` (``infra/routes.yaml``)
-names the same file locally as in the deployed package.
+The template, the routes, the Lambda requirements, the price list and the OpenAPI document
+(the HTTP API's description, the template's REST API body) live in the ``infra`` package and
+ship in the wheel as package data, so ``tidings up`` and ``tidings deploy`` find them from any
+working directory, installed or in a checkout. :func:`code_root` is the folder that holds the
+``backend``, ``auth`` and ``infra`` packages: the local Lambda runtime runs its functions
+there, as AWS Lambda runs them in ``/var/task``, so the template's relative
+``TIDINGS_ROUTES_FILE`` (``infra/routes.yaml``) names the same file locally as in the
+deployed package.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ deterministic)."""
 PRICES = "prices.yaml"
 """The AWS list prices ``tidings cost`` uses, with the date they were read and their sources."""
 OPENAPI = "openapi.yaml"
-"""The HTTP API's description (not written yet; :func:`data_file` will find it once it is)."""
+"""The HTTP API's description (OpenAPI 3.0): the REST API's ``Body`` in the template
+(``AWS::Include``), what the local API gateway routes by, and what the tests check answers
+against."""
 
 
 def package_dir(package: str) -> Path:

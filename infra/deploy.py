@@ -1,10 +1,12 @@
 """``tidings deploy`` / ``tidings destroy``: the template to a CloudFormation stack.
 
-A deploy is computed as a plan (plain data: the package, its S3 location, the parameters),
-then executed: upload the package, create a change set, show it, execute it while printing
-the stack events as they arrive, and print the outputs. ``--dry-run`` stops after showing the
-change set (and deletes it). The Lambda package is deterministic: sorted entries, fixed
-timestamps and permissions, so the same source gives the same bytes and the same S3 key.
+A deploy is computed as a plan (plain data: the package, its S3 location, the parameters, the
+template as CloudFormation gets it: JSON, with the REST API's OpenAPI ``Body``, which the
+template includes from ``infra/openapi.yaml`` with ``AWS::Include``, inlined), then executed:
+upload the package, create a change set, show it, execute it while printing the stack events
+as they arrive, and print the outputs. ``--dry-run`` stops after showing the change set (and
+deletes it). The Lambda package is deterministic: sorted entries, fixed timestamps and
+permissions, so the same source gives the same bytes and the same S3 key.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "deploy",
     "destroy",
     "plan_deploy",
+    "render_template",
     "stack_outputs",
 ]
 
@@ -44,6 +47,8 @@ SOURCE_FILES = (f"infra/{data_files.ROUTES}",)
 LAMBDA_REQUIREMENTS = data_files.data_file(data_files.LAMBDA_REQUIREMENTS)
 """What the Lambda Python runtime lacks (it ships boto3 and botocore)."""
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+MAX_TEMPLATE_BODY_BYTES = 51_200
+"""CloudFormation's limit on a ``TemplateBody`` (a larger template must be sent from S3)."""
 log = logging.getLogger("tidings.deploy")
 Printer = Callable[[str], None]
 
@@ -180,8 +185,32 @@ def plan_deploy(
         parameters["IotEndpoint"] = iot_endpoint
     parameters.update(extra_parameters or {})
     return DeployPlan(
-        stack, region, stage, bucket, key, package, parameters, template.read_text(encoding="utf-8")
+        stack, region, stage, bucket, key, package, parameters, render_template(template)
     )
+
+
+def render_template(template: Path = TEMPLATE) -> str:
+    """The template as CloudFormation gets it: compact JSON, with every ``AWS::Include`` of a
+    local file (the REST API's ``Body``, ``infra/openapi.yaml``) inlined, as ``aws
+    cloudformation package`` would upload it; CloudFormation resolves the intrinsic functions
+    inside. Raises :class:`DeployError` if it exceeds the ``TemplateBody`` limit."""
+    import json
+
+    from infra.local.stack.template_model import TemplateError, load_template
+
+    try:
+        body = load_template(template).body
+    except TemplateError as exc:
+        raise DeployError(str(exc)) from exc
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    size = len(text.encode("utf-8"))
+    if size > MAX_TEMPLATE_BODY_BYTES:
+        raise DeployError(
+            f"{template} with its OpenAPI document inlined is {size} bytes, over "
+            f"CloudFormation's {MAX_TEMPLATE_BODY_BYTES}-byte TemplateBody limit: shorten it, "
+            "or send the template from S3 (TemplateURL)"
+        )
+    return text
 
 
 def iot_data_endpoint(region: str) -> str:

@@ -281,10 +281,8 @@ def aws_device_commands(
         "  CERT_ARN=$(aws iot create-keys-and-certificate --set-as-active "
         "--certificate-pem-outfile NAME.cert.pem --private-key-outfile NAME.private.key "
         f"--query certificateArn --output text {where})",
-        f"  aws iot attach-policy --policy-name {shlex.quote(policy)} --target \"$CERT_ARN\" "
-        f"{where}",
-        "  aws iot attach-thing-principal --thing-name NAME --principal \"$CERT_ARN\" "
-        f"{where}",
+        f'  aws iot attach-policy --policy-name {shlex.quote(policy)} --target "$CERT_ARN" {where}',
+        f'  aws iot attach-thing-principal --thing-name NAME --principal "$CERT_ARN" {where}',
         f"  curl -o {ROOT_CA_FILE} {AMAZON_ROOT_CA_URL}",
         f"  then: MQTT over mutual TLS to {data_endpoint}:8883 (or 443 with ALPN "
         f"x-amzn-mqtt-ca), client id NAME; credentials from https://{credentials_endpoint}"

@@ -11,6 +11,7 @@ import requests
 
 from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
+from tests.support.openapi import checked
 
 ALLOWED = "https://app.example"
 OTHER = "https://evil.example"
@@ -37,15 +38,17 @@ def browser_may_read(response: requests.Response, origin: str) -> bool:
 
 
 def preflight(url: str, method: str, ca_file: str) -> requests.Response:
-    return requests.options(
-        url,
-        headers={
-            "Origin": ALLOWED,
-            "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": ", ".join(SIGNED_HEADERS),
-        },
-        verify=ca_file,
-        timeout=30,
+    return checked(
+        requests.options(
+            url,
+            headers={
+                "Origin": ALLOWED,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": ", ".join(SIGNED_HEADERS),
+            },
+            verify=ca_file,
+            timeout=30,
+        )
     )
 
 
@@ -76,13 +79,13 @@ def test_login_answers_and_errors_name_the_allowed_origin(stack: LocalStack) -> 
         verify=stack.ca_file,
         timeout=30,
     )
-    assert good.status_code == 200, good.text
+    assert checked(good).status_code == 200, good.text
     assert good.headers["Access-Control-Allow-Origin"] == ALLOWED
     assert not browser_may_read(good, OTHER)
     wrong = {"method": "password", "username": "cora", "password": "wrong"}
     statuses = []
     for _ in range(8):
-        answer = requests.post(url, json=wrong, verify=stack.ca_file, timeout=30)
+        answer = checked(requests.post(url, json=wrong, verify=stack.ca_file, timeout=30))
         statuses.append(answer.status_code)
         assert answer.headers["Access-Control-Allow-Origin"] == ALLOWED, answer.status_code
         if answer.status_code == 429:
@@ -100,11 +103,11 @@ def test_the_gateways_own_refusals_name_the_allowed_origin(stack: LocalStack) ->
         verify=stack.ca_file,
         timeout=30,
     )
-    assert unsigned.status_code == 403, unsigned.text
+    assert checked(unsigned).status_code == 403, unsigned.text
     assert unsigned.headers["x-amzn-ErrorType"].endswith("Exception")
     assert unsigned.headers["Access-Control-Allow-Origin"] == ALLOWED
     nowhere = requests.options(f"{stack.api_url}/v1/nowhere", verify=stack.ca_file, timeout=30)
-    assert nowhere.status_code == 404
+    assert checked(nowhere).status_code == 404
     assert nowhere.headers["Access-Control-Allow-Origin"] == ALLOWED
 
 

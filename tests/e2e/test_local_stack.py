@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from infra.local.stack.local_stack import LocalStack
+from tests.support.openapi import checked
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,15 @@ def test_every_endpoint_answers(stack: LocalStack) -> None:
     ca = stack.ca_file
     health = requests.get(f"https://localhost:{stack.iot_port}/health", verify=ca, timeout=10)
     assert health.json() == {"status": "ok"}
-    unknown = requests.get(f"{stack.api_url}/v1/nothing", verify=ca, timeout=10)
+    unknown = checked(requests.get(f"{stack.api_url}/v1/nothing", verify=ca, timeout=10))
     assert unknown.status_code == 404 and set(unknown.json()) == {"error", "message"}
-    bad_login = requests.post(f"{stack.api_url}/v1/login", data=b"{not json", verify=ca, timeout=30)
+    bad_login = checked(
+        requests.post(f"{stack.api_url}/v1/login", data=b"{not json", verify=ca, timeout=30)
+    )
     assert bad_login.status_code == 400 and bad_login.json()["error"]
-    unsigned = requests.get(f"{stack.api_url}/v1/channels/public/scores", verify=ca, timeout=10)
+    unsigned = checked(
+        requests.get(f"{stack.api_url}/v1/channels/public/scores", verify=ca, timeout=10)
+    )
     assert unsigned.status_code == 403
     identity = boto3.client(
         "cognito-identity", endpoint_url=stack.identity_url, region_name="us-east-1"

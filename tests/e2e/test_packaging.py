@@ -296,7 +296,13 @@ def test_tidings_local_installs_from_the_wheel_and_runs_up_from_an_empty_folder(
     names = installed(venv)
     assert {"tidings", "tidings-client", "moto", "boto3"} <= names
     site = next((venv / "lib").glob("python3*/site-packages"))
-    for data in ("template.yaml", "routes.yaml", "lambda-requirements.txt", "py.typed"):
+    for data in (
+        "template.yaml",
+        "openapi.yaml",
+        "routes.yaml",
+        "lambda-requirements.txt",
+        "py.typed",
+    ):
         assert (site / "infra" / data).is_file(), data
 
     tidings = venv / "bin" / "tidings"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -29,13 +30,16 @@ MOTO_SKIPS = {
 
 @pytest.fixture()
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # moto's CloudFormation fails on a method with a MOCK integration (the CORS preflights)
-    # and cannot delete the IoT policy and role alias of the devices; the local stack's fixes
-    # for those gaps are the ones applied here (the server is in-process)
+    # moto's CloudFormation fails on a method with a MOCK integration (the CORS preflights),
+    # drops a REST API's OpenAPI Body and cannot delete the IoT policy and role alias of the
+    # devices; the local stack's fixes for those gaps are the ones applied here (the server
+    # is in-process)
     from infra.local.motohost.fixes.cloudformation_iot import apply_cloudformation_iot_fix
     from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
+    from infra.local.motohost.fixes.rest_api_body import apply_rest_api_body_fix
 
     apply_mock_integrations_fix()
+    apply_rest_api_body_fix()
     apply_cloudformation_iot_fix()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -64,7 +68,10 @@ def deployed_output(cfn: Any, stack: str, output: str, scratch: Path) -> str:
     """An output of the template the stack was deployed with, resolved against the stack."""
     from infra.local.stack.template_model import Resolver, load_template
 
-    (scratch / "deployed.yaml").write_text(cfn.get_template(StackName=stack)["TemplateBody"])
+    deployed = cfn.get_template(StackName=stack)["TemplateBody"]  # JSON: boto3 parses it
+    (scratch / "deployed.yaml").write_text(
+        deployed if isinstance(deployed, str) else json.dumps(deployed)
+    )
     template = load_template(scratch / "deployed.yaml").body
     (described,) = cfn.describe_stacks(StackName=stack)["Stacks"]
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
@@ -128,6 +135,12 @@ def test_deploy_to_moto_creates_the_stack(moto_env: str, tmp_path: Path) -> None
     missing = {k: t for k, t in wanted.items() if k not in created}
     assert set(missing.values()) <= MOTO_SKIPS, missing
     assert "TodosStreamMapping" in created and "PublisherFunction" in created
+    # the REST API is infra/openapi.yaml: its paths and methods, imported from the Body
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    resources = apigateway.get_resources(restApiId=physical_id(cfn, "tidings-test", "Api"))
+    methods = {r["path"]: set(r.get("resourceMethods", {})) for r in resources["items"]}
+    assert methods["/v1/login"] == {"POST", "OPTIONS"}
+    assert methods["/v1/channels/{channel+}"] == {"GET", "OPTIONS"}
     functions = boto3.client("lambda", region_name=REGION).list_functions()["Functions"]
     handlers = sorted(f["Handler"] for f in functions)
     assert handlers == [

@@ -22,6 +22,7 @@ from tests.support.local_stack import (
     credentials_for,
     login_over_https,
 )
+from tests.support.openapi import api_document
 from tests.support.raw_http import Answer, assert_error_json, exchange, request_bytes
 from tests.support.raw_mqtt import RawClient
 
@@ -75,7 +76,11 @@ def signed_get(stack: LocalStack, identity: Identity, raw_target: str) -> Answer
         "us-east-1",
     ).add_auth(request)
     head = [("Host", f"localhost:{port}"), *request.headers.items()]
-    return exchange(port, request_bytes("GET", target, head), ca_file=stack.ca_file)
+    answer = exchange(port, request_bytes("GET", target, head), ca_file=stack.ca_file)
+    api_document().check(
+        "GET", raw_target.split("?")[0], answer.status, answer.headers, answer.body
+    )
+    return answer
 
 
 # --- Cognito: a token for one identity does not buy another's credentials -------------------

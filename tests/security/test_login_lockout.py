@@ -21,6 +21,7 @@ import pytest
 
 from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
+from tests.support.openapi import api_document
 
 PAIR_LIMIT = 5  # RateLimits' defaults: the template sets no TIDINGS_LOGIN_* variable
 HOURLY_LIMIT = 30
@@ -49,8 +50,10 @@ def post_login(
             "POST", f"{url.path}/v1/login", body, {"Content-Type": "application/json"}
         )
         answer = connection.getresponse()
-        data = json.loads(answer.read())
-        return answer.status, data, {k.lower(): v for k, v in answer.getheaders()}
+        raw = answer.read()
+        headers = {k.lower(): v for k, v in answer.getheaders()}
+        api_document().check("POST", "/v1/login", answer.status, headers, raw)
+        return answer.status, json.loads(raw), headers
     finally:
         connection.close()
 

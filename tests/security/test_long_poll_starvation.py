@@ -26,6 +26,7 @@ from botocore.credentials import Credentials
 
 from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, stack_config
+from tests.support.openapi import checked
 
 PASSWORD = "long-poll-password-1"
 ATTACK = 50
@@ -54,6 +55,7 @@ class Caller:
             url, headers=dict(request.headers), verify=self.stack.ca_file, timeout=timeout
         )
         elapsed = time.monotonic() - started
+        checked(response)
         try:
             body = response.json()
         except ValueError:
@@ -68,7 +70,7 @@ def login(stack: LocalStack, username: str) -> tuple[int, dict[str, Any]]:
         verify=stack.ca_file,
         timeout=60,
     )
-    return response.status_code, response.json()
+    return checked(response).status_code, response.json()
 
 
 def sign_in(stack: LocalStack, username: str) -> Caller:

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from infra.local.awsauth.credential_store import StoredCredential
 from infra.local.stack.local_stack import ACCOUNT_ID, LocalStack
 from tests.support.local_stack import add_user, credentials_for, login_over_https
+from tests.support.openapi import checked
 
 ALICE, BOB = "alice-pagew", "bob-pagew"  # the stack is shared: names of this module's own
 REGION = "us-east-1"
@@ -132,7 +133,7 @@ def channel_changes(
         REGION,
     ).add_auth(request)
     answer = requests.get(url, headers=dict(request.headers), verify=stack.ca_file, timeout=30)
-    assert answer.status_code == 200, answer.text
+    assert checked(answer).status_code == 200, answer.text
     return list(answer.json()["changes"])
 
 

@@ -91,6 +91,15 @@ class MemoryDeviceDirectory:
         with self._lock:
             return self._devices.get(cert_id)
 
+    def peek(self, der: bytes) -> tuple[bool, Device | None]:
+        """Known at once, unless a delay or a failure is set for the certificate (then the
+        gateway asks :meth:`lookup` off its loop, as for a slow control plane)."""
+        cert_id = certificate_id(der)
+        if self.delays.get(cert_id) or cert_id in self.failures:
+            return False, None
+        with self._lock:
+            return True, self._devices.get(cert_id)
+
     def add_listener(self, listener: Callable[[str], None]) -> None:
         with self._lock:
             self._listeners.append(listener)

@@ -11,6 +11,7 @@ from typing import Any
 
 from infra.local.awsauth.credential_store import StoredCredential
 from infra.local.stack.local_stack import TEMPLATE, LocalStack, StackConfig
+from tests.support.openapi import checked
 
 
 def stack_config(template: Path = TEMPLATE, **overrides) -> StackConfig:
@@ -77,6 +78,7 @@ def login_over_https(stack: LocalStack, user: str, password: str) -> dict[str, A
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
+    checked(answer)
     return dict(answer.json())
 
 

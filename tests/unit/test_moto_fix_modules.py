@@ -33,6 +33,7 @@ ORDER = [
     "mock_integrations",
     "iot_device_ca",
     "cloudformation_iot",
+    "rest_api_body",
 ]
 
 

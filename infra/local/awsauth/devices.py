@@ -39,6 +39,7 @@ __all__ = [
     "Device",
     "DeviceCA",
     "DeviceDirectory",
+    "PeekingDeviceDirectory",
     "certificate_id",
 ]
 
@@ -83,6 +84,15 @@ class DeviceDirectory(Protocol):
     def add_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(certificate_id)`` whenever that certificate's status, things or
         policies changed (or it was deleted)."""
+        ...
+
+
+class PeekingDeviceDirectory(DeviceDirectory, Protocol):
+    """A directory that can also answer without I/O when it already knows (its cache): the
+    gateway then identifies a device on its own loop instead of a thread hop per handshake."""
+
+    def peek(self, der: bytes) -> tuple[bool, Device | None]:
+        """``(True, lookup(der))`` when that needs no I/O; ``(False, None)`` otherwise."""
         ...
 
 

@@ -545,6 +545,12 @@ class _Connection(asyncio.BufferedProtocol):
         if not self.peer_certificate:  # CERT_REQUIRED makes this the TLS library's refusal
             self._refuse_device("no client certificate")
             return
+        peek = getattr(directory, "peek", None)
+        if peek is not None:
+            known, device = peek(self.peer_certificate)
+            if known:  # the directory's cache: no thread hop per handshake
+                self._identified_as(device)
+                return
         self._identifying = True
         future = asyncio.get_running_loop().run_in_executor(
             None, directory.lookup, self.peer_certificate
@@ -552,8 +558,7 @@ class _Connection(asyncio.BufferedProtocol):
         future.add_done_callback(self._identified)
 
     def _identified(self, future: asyncio.Future[Device | None]) -> None:
-        """The directory's answer: an unregistered or not ACTIVE certificate gets the TLS
-        connection closed before any MQTT (no CONNACK), as AWS IoT does."""
+        """The directory's answer from its thread."""
         self._identifying = False
         if self._closing:
             return
@@ -562,6 +567,11 @@ class _Connection(asyncio.BufferedProtocol):
         except Exception as exc:
             self._refuse_device(f"the device directory failed: {exc}")
             return
+        self._identified_as(device)
+
+    def _identified_as(self, device: Device | None) -> None:
+        """An unregistered or not ACTIVE certificate gets the TLS connection closed before
+        any MQTT (no CONNACK), as AWS IoT does; else the device's MQTT connection opens."""
         if device is None:
             self._refuse_device("certificate not registered")
             return

@@ -108,6 +108,18 @@ class IotDeviceDirectory:
             self._purge_expired(now)
         return device
 
+    def peek(self, der: bytes) -> tuple[bool, Device | None]:
+        """``(True, device)`` when the cache holds a fresh answer for ``der``; else
+        ``(False, None)`` (:meth:`lookup` would ask the control plane)."""
+        cert_id = certificate_id(der)
+        with self._lock:
+            entry = self._cache.get(cert_id)
+            if entry is None or entry.expires <= self._clock():
+                return False, None
+            if entry.device is not None:
+                self._watched.move_to_end(cert_id)
+            return True, entry.device
+
     def add_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(certificate_id)`` when a watched certificate's status, things or
         policies changed, or it was deleted (from the watcher's thread)."""

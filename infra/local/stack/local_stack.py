@@ -382,7 +382,9 @@ class LocalStack:
             warnings.simplefilter("ignore")  # moto warns about the types it skips
             cloudformation.create_stack(
                 StackName=self.config.stack_name,
-                TemplateBody=self.template.path.read_text() if self.template.path else "",
+                # as loaded: its AWS::Include (the API's OpenAPI Body) inlined, as
+                # CloudFormation's transform does
+                TemplateBody=json.dumps(self.template.body),
                 Parameters=[
                     {"ParameterKey": k, "ParameterValue": v}
                     for k, v in self.parameters.items()

@@ -3,12 +3,16 @@
 The local stack deploys the template to moto's CloudFormation (tables, queues, roles,
 functions, mappings, IoT policies, API resources) and then runs, from the same template, what
 moto cannot: the functions' code, the stream pump, the API's data plane and the identity pool.
-This module loads the YAML (short-form tags included), resolves intrinsic functions against
-the deployed stack's physical ids, and gives typed views of the resources those parts need.
+This module loads the YAML (short-form tags included), inlines the files it includes with
+``AWS::Include`` (the REST API's OpenAPI ``Body``, ``infra/openapi.yaml``), resolves intrinsic
+functions against the deployed stack's physical ids, and gives typed views of the resources
+those parts need: the API's methods come from that OpenAPI document, as API Gateway imports
+them (or from ``AWS::ApiGateway::Method`` resources, for a template that declares them).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from infra.data_files import data_file
 from infra.local.apigateway.service import GatewayResponse, MockResponse
 
 __all__ = [
@@ -108,7 +113,9 @@ class EventSourceMapping:
 
 @dataclass(frozen=True)
 class ApiMethod:
-    """An ``AWS::ApiGateway::Method`` with its full resource path."""
+    """A method of the REST API with its full resource path: an ``AWS::ApiGateway::Method``,
+    or an operation of the API's OpenAPI ``Body`` (``logical_id`` is then
+    ``<RestApi> <METHOD> <path>``)."""
 
     logical_id: str
     http_method: str
@@ -232,6 +239,10 @@ class Template:
             return path_of(props.get("ParentId")) + "/" + str(props["PathPart"])
 
         out = []
+        for api_id in self.of_type("AWS::ApiGateway::RestApi"):
+            body = self.properties(api_id).get("Body")
+            if isinstance(body, dict):
+                out.extend(_document_methods(api_id, body, resolve, self._stage_variables(api_id)))
         for logical_id in self.of_type("AWS::ApiGateway::Method"):
             props = self.properties(logical_id)
             integration = props.get("Integration") or {}
@@ -255,6 +266,14 @@ class Template:
                 )
             )
         return out
+
+    def _stage_variables(self, api_id: str) -> dict[str, Any]:
+        """The variables of the API's stage (unresolved); {} if it has no stage."""
+        for logical_id in self.of_type("AWS::ApiGateway::Stage"):
+            props = self.properties(logical_id)
+            if props.get("RestApiId") == {"Ref": api_id}:
+                return dict(props.get("Variables") or {})
+        return {}
 
     def gateway_responses(
         self, resolve: Callable[[Any], Any] | None = None
@@ -382,6 +401,156 @@ def _mock_response(
     return MockResponse(int(status), headers, str(body))
 
 
+_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
+_FUNCTION_ARN = "functions/${"
+
+
+def _document_methods(
+    api_id: str,
+    document: Mapping[str, Any],
+    resolve: Callable[[Any], Any],
+    stage_variables: Mapping[str, Any] | None = None,
+) -> list[ApiMethod]:
+    """The methods an OpenAPI ``Body`` gives the API, as API Gateway imports them: the path
+    is the resource, ``x-amazon-apigateway-integration`` the integration (``aws_proxy`` to
+    the function its ``Fn::Sub`` URI names, directly or through a stage variable the API's
+    stage sets with ``!Ref <Function>``, or ``mock``), and a security requirement whose
+    scheme has ``x-amazon-apigateway-authtype: awsSigv4`` makes it ``AWS_IAM``."""
+    if not isinstance(document.get("paths"), dict):
+        raise TemplateError(f"{api_id}: its Body has no OpenAPI paths")
+    schemes = (document.get("components") or {}).get("securitySchemes") or {}
+    sigv4 = {
+        name
+        for name, scheme in schemes.items()
+        if str(scheme.get("x-amazon-apigateway-authtype", "")).lower() == "awssigv4"
+    }
+    default_security = document.get("security") or []
+    variables = stage_variables or {}
+    out = []
+    for path, item in document["paths"].items():
+        for method, operation in (item or {}).items():
+            if method not in _HTTP_METHODS:
+                continue
+            where = f"{api_id} {method.upper()} {path}"
+            integration = operation.get("x-amazon-apigateway-integration")
+            if not isinstance(integration, dict):
+                raise TemplateError(f"{where}: no x-amazon-apigateway-integration")
+            security = operation.get("security", default_security)
+            signed = any(name in sigv4 for requirement in security for name in requirement)
+            kind = str(integration.get("type", "")).lower()
+            function = None
+            mock = None
+            if kind == "aws_proxy":
+                function = _integration_function(where, integration.get("uri"), variables)
+            elif kind == "mock":
+                mock = _document_mock(where, document, operation, integration, resolve)
+            else:
+                raise TemplateError(f"{where}: the local stack serves aws_proxy and mock only")
+            out.append(
+                ApiMethod(
+                    logical_id=where,
+                    http_method=method.upper(),
+                    resource_path=path,
+                    authorization="AWS_IAM" if signed else "NONE",
+                    function=function,
+                    mock=mock,
+                )
+            )
+    return out
+
+
+def _integration_function(where: str, uri: Any, stage_variables: Mapping[str, Any]) -> str:
+    """The logical id of the function an ``aws_proxy`` URI names: ``${Function.Arn}``, or
+    ``${!stageVariables.<name>}`` where the stage sets ``<name>: !Ref Function``."""
+    text = uri.get("Fn::Sub") if isinstance(uri, dict) else None
+    if isinstance(text, list):
+        text = text[0]
+    variable = re.search(r"\$\{!stageVariables\.([A-Za-z0-9_]+)\}", text or "")
+    if variable is not None:
+        value = stage_variables.get(variable.group(1))
+        if value is None:
+            raise TemplateError(
+                f"{where}: the stage sets no variable {variable.group(1)!r} for its function"
+            )
+        return _logical_ref(value, where, f"the stage variable {variable.group(1)}")
+    start = text.find(_FUNCTION_ARN) if isinstance(text, str) else -1
+    if start < 0:
+        raise TemplateError(
+            f"{where}: the integration's uri must be Fn::Sub "
+            '"arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/'
+            '${<Function>.Arn}/invocations"'
+        )
+    assert isinstance(text, str)
+    return text[start + len(_FUNCTION_ARN) :].split(".", 1)[0].split("}")[0]
+
+
+def _document_mock(
+    where: str,
+    document: Mapping[str, Any],
+    operation: Mapping[str, Any],
+    integration: Mapping[str, Any],
+    resolve: Callable[[Any], Any],
+) -> MockResponse:
+    """A ``mock`` integration's default response, checked as API Gateway checks it: every
+    header it sets is declared in the operation's response of that status."""
+    default = (integration.get("responses") or {}).get("default")
+    if not isinstance(default, dict):
+        raise TemplateError(f"{where}: a mock integration needs a default response")
+    status = str(default.get("statusCode", ""))
+    prefix = "method.response.header."
+    headers = _static_headers(where, default.get("responseParameters") or {}, prefix, resolve)
+    response = _local_ref(document, (operation.get("responses") or {}).get(status) or {})
+    declared = {name.lower() for name in response.get("headers") or {}}
+    undeclared = sorted(name for name in headers if name.lower() not in declared)
+    if undeclared or not status.isdigit():
+        raise TemplateError(
+            f"{where}: its mock response {status or '(no statusCode)'} sets headers its "
+            f"operation's responses do not declare: {', '.join(undeclared)}"
+            if undeclared
+            else f"{where}: its mock response needs a numeric statusCode"
+        )
+    body = (default.get("responseTemplates") or {}).get("application/json") or ""
+    return MockResponse(int(status), headers, str(body))
+
+
+def _local_ref(document: Mapping[str, Any], value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``value``, or what its ``$ref`` (``#/components/...``) names in ``document``."""
+    ref = value.get("$ref")
+    if not isinstance(ref, str):
+        return value
+    target: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        target = target.get(part) if isinstance(target, dict) else None
+    if not isinstance(target, dict):
+        raise TemplateError(f"the OpenAPI reference {ref} names nothing in the document")
+    return target
+
+
+def _include(value: Any, base: Path) -> Any:
+    """``value`` with every ``Fn::Transform`` ``AWS::Include`` of a local file replaced by
+    that file's content. The path is relative to the template, as ``aws cloudformation
+    package`` takes it; a copy of the template elsewhere (a test's edited copy) that has no
+    such file beside it includes the ``infra`` package's file of that name. An ``s3://``
+    location is left to CloudFormation."""
+    if isinstance(value, list):
+        return [_include(item, base) for item in value]
+    if not isinstance(value, dict):
+        return value
+    transform = value.get("Fn::Transform") if len(value) == 1 else None
+    if isinstance(transform, dict) and transform.get("Name") == "AWS::Include":
+        location = str((transform.get("Parameters") or {}).get("Location", ""))
+        if location and "://" not in location:
+            path = base / location
+            if not path.exists() and (data_file(location)).exists():
+                path = data_file(location)
+            try:
+                included = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)
+            except (OSError, yaml.YAMLError) as exc:
+                raise TemplateError(f"cannot read {path} (AWS::Include): {exc}") from exc
+            return included
+    return {key: _include(item, base) for key, item in value.items()}
+
+
 def _logical_ref(value: Any, where: str, what: str) -> str:
     if isinstance(value, dict) and "Ref" in value:
         return str(value["Ref"])
@@ -398,7 +567,7 @@ def load_template(path: str | Path) -> Template:
         raise TemplateError(f"cannot read template {path}: {exc}") from exc
     if not isinstance(body, dict):
         raise TemplateError(f"template {path} is not a mapping")
-    return Template(body, Path(path))
+    return Template(_include(body, Path(path).parent), Path(path))
 
 
 @dataclass

@@ -14,6 +14,7 @@ the fix changes, and whose ``apply()`` installs it (idempotent):
 - :mod:`.routing`: the service of a host name looked up once;
 - :mod:`.iot_cognito`: IoT policies attach to any Cognito identity id;
 - :mod:`.mock_integrations`: API Gateway methods with a ``MOCK`` integration deploy;
+- :mod:`.rest_api_body`: a REST API defined by its OpenAPI ``Body`` gets its methods;
 - :mod:`.iot_device_ca`: IoT certificates signed by the stack's device CA, named by their DER;
 - :mod:`.cloudformation_iot`: CloudFormation's IoT policies and role aliases have physical
   ids, are deleted with their stack, and keep their policy documents as JSON.
@@ -39,6 +40,7 @@ from infra.local.motohost.fixes import (
     item_responses,
     mock_integrations,
     query,
+    rest_api_body,
     routing,
     stream_writes,
     transactions,
@@ -55,6 +57,7 @@ from infra.local.motohost.fixes.isolation import apply_dynamodb_isolation_fix
 from infra.local.motohost.fixes.item_responses import apply_dynamodb_response_fix
 from infra.local.motohost.fixes.mock_integrations import apply_mock_integrations_fix
 from infra.local.motohost.fixes.query import apply_dynamodb_query_fix
+from infra.local.motohost.fixes.rest_api_body import apply_rest_api_body_fix
 from infra.local.motohost.fixes.routing import apply_routing_fix
 from infra.local.motohost.fixes.stream_writes import apply_stream_fix
 from infra.local.motohost.fixes.transactions import apply_dynamodb_transaction_fixes
@@ -74,6 +77,7 @@ __all__ = [
     "apply_iot_device_ca_fix",
     "apply_local_stack_fixes",
     "apply_mock_integrations_fix",
+    "apply_rest_api_body_fix",
     "apply_routing_fix",
     "apply_stream_fix",
     "check_moto_version",
@@ -96,6 +100,7 @@ FIX_MODULES: tuple[ModuleType, ...] = (
     mock_integrations,
     iot_device_ca,
     cloudformation_iot,
+    rest_api_body,
 )
 """Every fix, in the order :func:`apply_local_stack_fixes` applies them."""
 
