@@ -310,7 +310,46 @@ def deploy(
         out(f"(could not read the IoT data endpoint: {exc})")
     for key, value in sorted(outputs.items()):
         out(f"{key}: {value}")
+    _print_device_commands(cloudformation, plan, outputs, out)
     return outputs
+
+
+def _physical_id(cloudformation: Any, stack: str, logical_id: str) -> str | None:
+    pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack)
+    for page in pages:
+        for resource in page.get("StackResourceSummaries", []):
+            if resource.get("LogicalResourceId") == logical_id:
+                return resource.get("PhysicalResourceId") or None
+    return None
+
+
+def _print_device_commands(
+    cloudformation: Any, plan: DeployPlan, outputs: dict[str, str], out: Printer
+) -> None:
+    """What ``tidings devices add`` does locally, as AWS CLI commands for this stack."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from infra.devices_command import aws_device_commands
+
+    try:
+        policy = outputs.get("ThingPolicyName") or _physical_id(
+            cloudformation, plan.stack, "ThingPolicy"
+        )
+        alias = outputs.get("DeviceRoleAliasName") or _physical_id(
+            cloudformation, plan.stack, "DeviceRoleAlias"
+        )
+        iot = _client("iot", plan.region)
+        credentials = iot.describe_endpoint(endpointType="iot:CredentialProvider")
+    except (ClientError, BotoCoreError) as exc:  # pragma: no cover - depends on the account
+        out(f"(could not read the device settings: {exc})")
+        return
+    if not policy or not alias:
+        return  # a template without the device side
+    data = outputs.get("IotDataEndpoint") or plan.parameters.get("IotEndpoint", "")
+    for line in aws_device_commands(
+        policy, alias, data, credentials["endpointAddress"], plan.region
+    ):
+        out(line)
 
 
 def destroy(stack: str, region: str, *, out: Printer = print, timeout_s: float = 1800.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -113,6 +114,10 @@ def test_deploy_to_moto_creates_the_stack(moto_env: str, tmp_path: Path) -> None
     outputs = deploy(plan, out=lines.append)
     text = "\n".join(lines)
     assert "Uploaded s3://" in text and "CREATE_COMPLETE" in text
+    # how to add a device to this stack: the AWS CLI commands, with its thing policy and
+    # role alias, and where the device connects
+    assert "aws iot attach-policy --policy-name tidings_test_thing" in text, text
+    assert re.search(r"credentials from https://\S+/role-aliases/tidings-test-device/", text)
     # moto reports no stack Outputs after a change set (a second moto gap, named here: this
     # fails once moto reports them); the IoT data endpoint comes from iot:DescribeEndpoint
     assert set(outputs) == {"IotDataEndpoint"}
