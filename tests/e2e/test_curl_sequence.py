@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from infra.local.stack.local_stack import LocalStack
 from tests.support.local_stack import add_user, ensure_user
+from tests.support.openapi import api_document
 
 PASSWORD = "curl-sequence-password-1"
+CURL = ("curl", "-sS", "--cacert")
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +32,32 @@ def stack(shared_stack: LocalStack) -> LocalStack:
     return shared_stack
 
 
-def curl(stack: LocalStack, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run curl; (HTTP status, JSON body)."""
-    done = subprocess.run(
-        ["curl", "-sS", "--cacert", stack.ca_file, "-w", "\n%{http_code}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+def curl(stack: LocalStack, *args: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    """Run curl; (HTTP status, JSON body). An answer of the API is checked against
+    infra/openapi.yaml (status, headers, body)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".headers") as header_file:
+        done = subprocess.run(
+            [*CURL, stack.ca_file, "-D", header_file.name, "-w", "\n%{http_code}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        raw_headers = header_file.read()
     body, _, status = done.stdout.rpartition("\n")
+    url = args[-1]
+    if url.startswith(stack.api_url):
+        headers = dict(
+            line.split(":", 1) for line in raw_headers.strip().splitlines()[1:] if ":" in line
+        )
+        api_document().check(
+            method,
+            urlsplit(url).path.removeprefix(urlsplit(stack.api_url).path),
+            int(status),
+            {k.strip(): v.strip() for k, v in headers.items()},
+            body.encode(),
+        )
     return int(status), json.loads(body) if body else {}
 
 
@@ -66,6 +85,7 @@ def login_as(stack: LocalStack, user: str, password: str) -> dict[str, Any]:
         "-d",
         json.dumps({"method": "password", "username": user, "password": password}),
         f"{stack.api_url}/v1/login",
+        method="POST",
     )
     assert status == 200, login
     return login
