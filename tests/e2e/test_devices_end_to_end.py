@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import uuid
 from concurrent.futures import Future
@@ -18,20 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.devices import devices_command as tidings
+from tests.support.openapi import checked
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tidings(stack: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "infra.cli", "devices", *args]
-    command += ["--state-dir", str(stack.config.state_dir)]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
 
 
 def add_device(stack: Any, name: str, out: Path) -> dict[str, Any]:
@@ -145,8 +134,10 @@ def test_a_device_over_mutual_tls_receives_its_thing_and_reads_the_api(
             url = f"{shared_stack.api_url}/v1/channels/{channel}/changes?after=0"
             request = AWSRequest(method="GET", url=url)
             SigV4Auth(credentials, "execute-api", shared_stack.config.region).add_auth(request)
-            return requests.get(
-                url, headers=dict(request.headers), verify=shared_stack.ca_file, timeout=30
+            return checked(  # the answer as infra/openapi.yaml describes it
+                requests.get(
+                    url, headers=dict(request.headers), verify=shared_stack.ca_file, timeout=30
+                )
             )
 
         mine = get(f"things/{name}/settings")
