@@ -22,7 +22,11 @@ from client_sdk._api import ChannelsApi
 from client_sdk._errors import SignInFailed
 from client_sdk._greengrass import GreengrassTransport
 from client_sdk._http import ssl_context
-from client_sdk._iot_credentials import ContainerCredentialSource, DeviceCredentialSource
+from client_sdk._iot_credentials import (
+    ContainerCredentialSource,
+    DeviceCredentialSource,
+    RenewingCredentials,
+)
 from client_sdk._options import ClientOptions
 from client_sdk._session import CredentialProvider, CredentialSource
 from client_sdk._signin import X509, GreengrassCore, SignIn, login_body
@@ -192,7 +196,50 @@ class AwsService(_ChannelsService):
         )
 
 
-class DeviceService(_ChannelsService):
+class _ThingService(_ChannelsService):
+    """A thing's stack (an X.509 device, a Greengrass core): no sign-in, role credentials that
+    renew themselves, the thing's name as identity; no 24 h connection renewal."""
+
+    credentials: RenewingCredentials
+    connection_expires = False
+
+    def __init__(
+        self,
+        api_url: str,
+        thing_name: str,
+        region: str,
+        topic_prefix: str,
+        credentials: RenewingCredentials,
+        options: ClientOptions,
+        context: ssl.SSLContext | None,
+    ) -> None:
+        self.options = options
+        self.api_url = api_url
+        self.region = region
+        self.context = context or ssl_context(options.ca_file)
+        self.credentials = credentials
+        self.api = None
+        self.identity_id = thing_name
+        self.thing_name = thing_name
+        self.topic_prefix = topic_prefix
+        self.readable_channels: tuple[str, ...] = ()
+
+    def sign_in(self, timeout: float) -> None:
+        """Fetch the first credentials within ``timeout``.
+
+        Raises ``SignInFailed`` (refused: the certificate, thing or role alias; the
+        component's token), ``RateLimited``, ``ServiceUnavailable`` (``ConnectTimeout``).
+        """
+        credentials = self.credentials
+        credentials.timeout = max(0.1, timeout)
+        try:
+            credentials.get()
+        finally:
+            credentials.timeout = 30.0
+        self.api = ChannelsApi(credentials, self.context, self.region, self.api_url)
+
+
+class DeviceService(_ThingService):
     """The real stack for an X.509 device: no sign-in; the AWS IoT credentials provider for
     the channels API; MQTT over mutual TLS with the thing name as client id.
 
@@ -211,37 +258,22 @@ class DeviceService(_ChannelsService):
         clock: Callable[[], float] = time.time,
         context: ssl.SSLContext | None = None,
     ) -> None:
-        self.options = options
         self.device = device
-        self.api_url = api_url
-        self.context = context or ssl_context(options.ca_file)
         self.iot_ca_file = device.ca_file or options.ca_file
-        self.credentials: DeviceCredentialSource = DeviceCredentialSource(
-            device,
-            ca_file=self.iot_ca_file,
-            refresh_margin_s=options.refresh_margin_s,
-            clock=clock,
+        super().__init__(
+            api_url,
+            device.thing_name,
+            device.region,
+            device.topic_prefix,
+            DeviceCredentialSource(
+                device,
+                ca_file=self.iot_ca_file,
+                refresh_margin_s=options.refresh_margin_s,
+                clock=clock,
+            ),
+            options,
+            context,
         )
-        self.api = None
-        self.identity_id = device.thing_name
-        self.thing_name = device.thing_name
-        self.connection_expires = False
-        self.topic_prefix = device.topic_prefix
-        self.readable_channels: tuple[str, ...] = ()
-
-    def sign_in(self, timeout: float) -> None:
-        """Fetch the first credentials from the credentials provider within ``timeout``.
-
-        Raises ``SignInFailed`` (the certificate, thing or role alias refused; ``RateLimited``),
-        ``ServiceUnavailable`` (``ConnectTimeout``).
-        """
-        credentials = self.credentials
-        credentials.timeout = max(0.1, timeout)
-        try:
-            credentials.get()
-        finally:
-            credentials.timeout = 30.0
-        self.api = ChannelsApi(credentials, self.context, self.device.region, self.api_url)
 
     def new_transport(self, events: TransportEvents) -> PushTransport:
         """An MQTT 5 (or v1) transport over mutual TLS, as the thing."""
@@ -264,7 +296,7 @@ class DeviceService(_ChannelsService):
         )
 
 
-class GreengrassService(_ChannelsService):
+class GreengrassService(_ThingService):
     """The real stack for a Greengrass v2 component: the core device's thing is the identity,
     the token exchange service's credentials sign the channels API, and pushes come through
     the nucleus's IPC (:class:`~client_sdk._greengrass.GreengrassTransport`).
@@ -285,35 +317,21 @@ class GreengrassService(_ChannelsService):
         clock: Callable[[], float] = time.time,
         context: ssl.SSLContext | None = None,
     ) -> None:
-        self.options = options
         self.core = core
-        self.api_url = api_url
-        self.context = context or ssl_context(options.ca_file)
-        self.credentials: ContainerCredentialSource = ContainerCredentialSource(
-            core.credentials_uri,
-            core.authorization_token,
-            refresh_margin_s=options.refresh_margin_s,
-            clock=clock,
+        super().__init__(
+            api_url,
+            core.thing_name,
+            core.region,
+            core.topic_prefix,
+            ContainerCredentialSource(
+                core.credentials_uri,
+                core.authorization_token,
+                refresh_margin_s=options.refresh_margin_s,
+                clock=clock,
+            ),
+            options,
+            context,
         )
-        self.api = None
-        self.identity_id = core.thing_name
-        self.thing_name = core.thing_name
-        self.connection_expires = False
-        self.topic_prefix = core.topic_prefix
-        self.readable_channels: tuple[str, ...] = ()
-
-    def sign_in(self, timeout: float) -> None:
-        """Fetch the first credentials from the token exchange service within ``timeout``.
-
-        Raises ``SignInFailed`` (the component's token refused), ``ServiceUnavailable``.
-        """
-        credentials = self.credentials
-        credentials.timeout = max(0.1, timeout)
-        try:
-            credentials.get()
-        finally:
-            credentials.timeout = 30.0
-        self.api = ChannelsApi(credentials, self.context, self.core.region, self.api_url)
 
     def new_transport(self, events: TransportEvents) -> PushTransport:
         """The nucleus's MQTT proxy over IPC."""
