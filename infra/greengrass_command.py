@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -190,6 +191,13 @@ def run_greengrass(args: argparse.Namespace) -> int:
         return 1
     try:
         local.start()
+    except ssl.SSLError as exc:
+        print(
+            f"tidings greengrass: the core device's certificate or key cannot be used "
+            f"({core.cert_file}, {core.key_file}): {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except (ConnectionError, OSError) as exc:
         print(
             f"tidings greengrass: the core device {name} cannot connect to the stack's MQTT "
