@@ -258,9 +258,6 @@ def _iso(epoch: float | None) -> str:
 class _Handler(RefusingRequestHandler):
     issuer: _Issuer  # set on the subclass each provider makes
     allowed_methods = "GET"
-    # headers and body go out in two writes: with Nagle's algorithm the body waited for the
-    # client's delayed ACK, about 40 ms per request on a kept-alive connection
-    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
