@@ -155,7 +155,7 @@ def test_a_component_that_stops_reading_holds_up_nobody_else(
 ) -> None:
     path = os.path.join(socket_dir, "ipc.socket")
     topic = "tidings/dev/things/pump-1/speed"
-    count, payload = 3000, b"x" * 2048  # ~6 MB: more than a stalled socket's buffers hold
+    count, payload = 3000, b"x" * 4096  # 12 MB: more than a stalled socket's buffers hold
     release = threading.Event()
     received: list[bytes] = []
     all_in = threading.Event()
@@ -168,7 +168,7 @@ def test_a_component_that_stops_reading_holds_up_nobody_else(
         if len(received) == count:
             all_in.set()
 
-    with LocalNucleus(path, {PUMP: (PUMP_SVCUID, ACCESS)}, bridge, max_queued_messages=500) as n:
+    with LocalNucleus(path, {PUMP: (PUMP_SVCUID, ACCESS)}, bridge, max_queued_messages=1000) as n:
         slow, fast = connect(n, monkeypatch), connect(n, monkeypatch)
         try:
             slow.subscribe_to_iot_core(
@@ -181,8 +181,9 @@ def test_a_component_that_stops_reading_holds_up_nobody_else(
             def deliver() -> None:
                 for index in range(count):
                     bridge.deliver(topic, payload)
-                    if index % 50 == 49:
-                        time.sleep(0.02)  # paced, so the reading component keeps up
+                    if index % 25 == 24:
+                        time.sleep(0.025)  # ~1,000/s, so the reading one keeps up even on a
+                        # loaded machine (its outbox holds 1,000)
 
             delivering = threading.Thread(target=deliver)
             delivering.start()
