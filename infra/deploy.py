@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ __all__ = [
     "DeployError",
     "DeployPlan",
     "LambdaPackage",
+    "aws_device_commands",
     "build_package",
     "deploy",
     "destroy",
@@ -329,8 +331,6 @@ def _print_device_commands(
     """What ``tidings devices add`` does locally, as AWS CLI commands for this stack."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from infra.devices_command import aws_device_commands
-
     try:
         policy = outputs.get("ThingPolicyName") or _physical_id(
             cloudformation, plan.stack, "ThingPolicy"
@@ -350,6 +350,30 @@ def _print_device_commands(
         policy, alias, data, credentials["endpointAddress"], plan.region
     ):
         out(line)
+
+
+AMAZON_ROOT_CA_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
+
+
+def aws_device_commands(
+    policy: str, role_alias: str, data_endpoint: str, credentials_endpoint: str, region: str
+) -> list[str]:
+    """What ``tidings devices add NAME`` does, for a stack on AWS: the AWS CLI commands to
+    run (``NAME`` and ``CERT_ARN`` to fill in), then where the device connects."""
+    where = f"--region {shlex.quote(region)}"
+    return [
+        "Devices (X.509 things): for each, with the AWS CLI (NAME: the thing's name):",
+        f"  aws iot create-thing --thing-name NAME {where}",
+        "  CERT_ARN=$(aws iot create-keys-and-certificate --set-as-active "
+        "--certificate-pem-outfile NAME.cert.pem --private-key-outfile NAME.private.key "
+        f"--query certificateArn --output text {where})",
+        f'  aws iot attach-policy --policy-name {shlex.quote(policy)} --target "$CERT_ARN" {where}',
+        f'  aws iot attach-thing-principal --thing-name NAME --principal "$CERT_ARN" {where}',
+        f"  curl -o root-ca.pem {AMAZON_ROOT_CA_URL}",
+        f"  then: MQTT over mutual TLS to {data_endpoint}:8883 (or 443 with ALPN "
+        f"x-amzn-mqtt-ca), client id NAME; credentials from https://{credentials_endpoint}"
+        f"/role-aliases/{role_alias}/credentials",
+    ]
 
 
 def destroy(stack: str, region: str, *, out: Printer = print, timeout_s: float = 1800.0) -> None:

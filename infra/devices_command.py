@@ -32,7 +32,6 @@ __all__ = [
     "DEVICES_DESCRIPTION",
     "DevicesCommandError",
     "add_devices_parser",
-    "aws_device_commands",
     "read_settings_file",
     "run_devices",
     "stack_value",
@@ -264,30 +263,6 @@ def stack_value(cloudformation: Any, output_key: str, logical: tuple[str, str]) 
             ):
                 return str(resource["PhysicalResourceId"])
     return None
-
-
-AMAZON_ROOT_CA_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
-
-
-def aws_device_commands(
-    policy: str, role_alias: str, data_endpoint: str, credentials_endpoint: str, region: str
-) -> list[str]:
-    """What ``tidings devices add NAME`` does, for a stack on AWS: the AWS CLI commands to
-    run (``NAME`` and ``CERT_ARN`` to fill in), then where the device connects."""
-    where = f"--region {shlex.quote(region)}"
-    return [
-        "Devices (X.509 things): for each, with the AWS CLI (NAME: the thing's name):",
-        f"  aws iot create-thing --thing-name NAME {where}",
-        "  CERT_ARN=$(aws iot create-keys-and-certificate --set-as-active "
-        "--certificate-pem-outfile NAME.cert.pem --private-key-outfile NAME.private.key "
-        f"--query certificateArn --output text {where})",
-        f'  aws iot attach-policy --policy-name {shlex.quote(policy)} --target "$CERT_ARN" {where}',
-        f'  aws iot attach-thing-principal --thing-name NAME --principal "$CERT_ARN" {where}',
-        f"  curl -o {ROOT_CA_FILE} {AMAZON_ROOT_CA_URL}",
-        f"  then: MQTT over mutual TLS to {data_endpoint}:8883 (or 443 with ALPN "
-        f"x-amzn-mqtt-ca), client id NAME; credentials from https://{credentials_endpoint}"
-        f"/role-aliases/{role_alias}/credentials",
-    ]
 
 
 def _existing_thing(iot: Any, name: str) -> bool:

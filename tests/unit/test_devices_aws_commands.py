@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from infra.devices_command import aws_device_commands
+from infra.deploy import aws_device_commands
 
 
 def test_the_commands_are_the_calls_devices_add_makes() -> None:
