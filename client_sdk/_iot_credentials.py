@@ -99,17 +99,25 @@ def credentials_from_answer(response: HttpResponse, thing_name: str) -> AwsCrede
             )
         raise ServiceUnavailable(f"the AWS IoT credentials provider failed: {detail}")
     try:
-        raw = body["credentials"]
-        return AwsCredentials(
-            access_key_id=_text(raw, "accessKeyId"),
-            secret_access_key=_text(raw, "secretAccessKey"),
-            session_token=_text(raw, "sessionToken"),
-            expiration=parse_time(raw["expiration"]),
+        return _credentials(
+            body["credentials"], ("accessKeyId", "secretAccessKey", "sessionToken", "expiration")
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ServiceUnavailable(
             f"the AWS IoT credentials provider's answer has no credentials ({exc!r})"
         ) from exc
+
+
+def _credentials(raw: Mapping[str, Any], names: tuple[str, str, str, str]) -> AwsCredentials:
+    """Credentials from an answer whose key, secret, token and expiration are ``names``;
+    ``KeyError``/``TypeError``/``ValueError`` when one is missing or empty."""
+    key, secret, token, expiration = names
+    return AwsCredentials(
+        access_key_id=_text(raw, key),
+        secret_access_key=_text(raw, secret),
+        session_token=_text(raw, token),
+        expiration=parse_time(raw[expiration]),
+    )
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str:
@@ -265,11 +273,8 @@ class ContainerCredentialSource(RenewingCredentials):
                 raise refused
             raise ServiceUnavailable(detail)
         try:
-            credentials = AwsCredentials(
-                access_key_id=_text(body, "AccessKeyId"),
-                secret_access_key=_text(body, "SecretAccessKey"),
-                session_token=_text(body, "Token"),
-                expiration=parse_time(body["Expiration"]),
+            credentials = _credentials(
+                body, ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ServiceUnavailable(
