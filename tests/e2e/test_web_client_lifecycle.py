@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext
 from auth.errors import GENERIC_CREDENTIALS_MESSAGE
 from auth.passwords import hash_password
 from auth.store import UsersStore
+from backend.change_store import ChangeStore
 from infra.local.stack.local_stack import LocalStack
 from tests.support.browser import chromium, page_errors
 from tests.support.local_stack import add_user, stack_config
@@ -295,6 +296,12 @@ def test_changes_as_an_async_iterator(context: BrowserContext, stack: LocalStack
     errors = page_errors(client.page)
     channel = f"users/{client.identity_id}/todos"
     write_todos(stack, client.identity_id, 5)
+    # the five are in the change log before reading after seq 2 (a cursor beyond the head
+    # is a 410, rightly: the publisher may not have logged them all yet)
+    store = ChangeStore(
+        stack.client("dynamodb"), stack.tables["SequenceTable"], stack.tables["ChangeLogTable"], 0
+    )
+    assert wait_until(lambda: store.head(channel).seq, lambda seq: seq >= 5, 30) >= 5
 
     # {after: 2}: the changes after seq 2, the written ones first, then the pushed ones
     first = iterate(client, "users/me/todos", 2, 8)
